@@ -1,0 +1,42 @@
+# The two commands: `make demo` and `make test`. Both set up first; a second `make setup`
+# with nothing changed only checks two stamp files.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+
+.PHONY: setup demo test lint unit integration e2e bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements.txt -r requirements-dev.txt -e .
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: setup
+	$(BIN)/manymodels demo $(DEMO_ARGS)
+
+test: setup lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: setup
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+clean:
+	-$(BIN)/manymodels down
+	rm -rf .manymodels .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Data: the dataset schema, validation, batch manifests, the OJ sample simulator and loaders."""

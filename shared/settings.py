@@ -1,0 +1,260 @@
+"""The product's settings: one typed, frozen object built from environment variables.
+
+Names and defaults follow DESIGN.md §7 (the original accelerator's variable group). A bad value
+fails at start-up with the variable's name, the value and what is allowed::
+
+    SettingsError: MAX_CONTAINER_SIZE=5000 is not allowed: expected a whole number from 1 to 1000
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.errors import SettingsError
+
+T = TypeVar("T")
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """How one environment variable becomes one field."""
+
+    env: str
+    default: str
+    allowed: str  # what the error message says is allowed
+    parse: Callable[[str, Setting], Any]
+    description: str
+
+
+def _fail(setting: Setting, value: str) -> SettingsError:
+    return SettingsError(f"{setting.env}={value!r} is not allowed: expected {setting.allowed}")
+
+
+def _choice(*options: str) -> Callable[[str, Setting], str]:
+    def parse(value: str, setting: Setting) -> str:
+        v = value.strip().lower()
+        if v not in options:
+            raise _fail(setting, value)
+        return v
+
+    return parse
+
+
+def _bool(value: str, setting: Setting) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise _fail(setting, value)
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str, Setting], int]:
+    def parse(value: str, setting: Setting) -> int:
+        try:
+            n = int(value.strip())
+        except ValueError:
+            raise _fail(setting, value) from None
+        if not lo <= n <= hi:
+            raise _fail(setting, value)
+        return n
+
+    return parse
+
+
+def _text(value: str, setting: Setting) -> str:
+    return value.strip()
+
+
+def _name(value: str, setting: Setting) -> str:
+    v = value.strip()
+    if not v or any(c.isspace() or ord(c) < 32 for c in v):
+        raise _fail(setting, value)
+    return v
+
+
+def _tags(value: str, setting: Setting) -> tuple[str, ...]:
+    parts = [p.strip() for p in value.replace(";", ",").split(",")]
+    tags = tuple(p for p in parts if p)
+    if any(any(c.isspace() for c in t) for t in tags):
+        raise _fail(setting, value)
+    return tags
+
+
+def _path(value: str, setting: Setting) -> Path:
+    if not value.strip():
+        raise _fail(setting, value)
+    return Path(value.strip()).expanduser()
+
+
+_SPEC: dict[str, Setting] = {
+    "backend": Setting("MANYMODELS_BACKEND", "local", "'local' or 'aml'", _choice("local", "aml"),
+                       "Where Azure ML work runs: the local workspace or Azure ML (SDK v1)."),
+    "home": Setting("MANYMODELS_HOME", ".manymodels", "a directory path", _path,
+                    "Local workspace directory (SQLite, models, runs, Azurite data, logs)."),
+    "storage_connection": Setting("AzureWebJobsStorage", "UseDevelopmentStorage=true",
+                                  "a storage connection string or account URL", _text,
+                                  "Storage: 'UseDevelopmentStorage=true' locally, an account URL "
+                                  "(https://{account}.blob.core.windows.net) with managed identity on Azure."),
+    "landing_container": Setting("LANDING_CONTAINER", "landing", "a container name", _name,
+                                 "Container where new train/inference batches land."),
+    "predictions_container": Setting("PREDICTIONS_CONTAINER", "predictions", "a container name", _name,
+                                     "Container where batch forecasts are written."),
+    "training_method": Setting("TRAINING_METHOD", "customscript", "'customscript' or 'automl'",
+                               _choice("customscript", "automl"),
+                               "Training method of the original accelerator (customscript = scoring/train.py)."),
+    "deploy_local": Setting("DEPLOY_LOCAL", "true", "true or false", _bool,
+                            "Deploy to local scoring services (local backend only)."),
+    "deploy_aci": Setting("DEPLOY_ACI", "false", "true or false", _bool,
+                          "Deploy model groups and the router to Azure Container Instances."),
+    "deploy_aks": Setting("DEPLOY_AKS", "false", "true or false", _bool,
+                          "Deploy model groups and the router to the attached AKS cluster."),
+    "aks_name": Setting("AKS_NAME", "", "an AKS compute target name", _text,
+                        "Name of the AKS compute target attached to the workspace."),
+    "aks_resource_group": Setting("AKS_RESOURCE_GROUP", "", "a resource group name", _text,
+                                  "Resource group of the AKS cluster."),
+    "max_container_size": Setting("MAX_CONTAINER_SIZE", "500", "a whole number from 1 to 1000",
+                                  _int_range(1, 1000), "Most models served by one scoring container."),
+    "reset_deployment": Setting("RESET_DEPLOYMENT", "false", "true or false", _bool,
+                                "Rebuild every group from scratch on the next deployment."),
+    "update_deployment": Setting("UPDATE_DEPLOYMENT", "false", "true or false", _bool,
+                                 "Redeploy every group, changed or not, on the next deployment."),
+    "splitting_tags": Setting("SPLITTING_TAGS", "", "comma-separated tag names", _tags,
+                              "Model tags that split models into separate groups."),
+    "sorting_tags": Setting("SORTING_TAGS", "", "comma-separated tag names", _tags,
+                            "Model tags that order new models before they fill groups."),
+    "webservice_prefix": Setting("WEBSERVICE_PREFIX", "manymodels-", "a service-name prefix", _name,
+                                 "Prefix of model group service names."),
+    "routing_model_name": Setting("ROUTING_MODEL_NAME", "deployed_models_info", "a model name", _name,
+                                  "Registered model holding the deployment state (model -> service)."),
+    "routing_service_name": Setting("ROUTING_SERVICE_NAME", "routing-manymodels", "a service name", _name,
+                                    "Name of the routing webservice."),
+    "data_quiet_seconds": Setting("DATA_QUIET_SECONDS", "120", "a whole number of seconds from 1 to 86400",
+                                  _int_range(1, 86400),
+                                  "A batch without a manifest closes after this long with no new blob."),
+    "training_mode": Setting("TRAINING_MODE", "changed", "'changed' or 'all'", _choice("changed", "all"),
+                             "Train only the series whose files changed, or every series."),
+    "dataset_maxfiles": Setting("DATASET_MAXFILES", "11973", "a whole number from 1 to 1000000",
+                                _int_range(1, 1_000_000), "Sample series the bootstrap uploads."),
+    "deploy_queue": Setting("DEPLOY_QUEUE", "deploy-tasks", "a queue name", _name,
+                            "Queue of deployment group tasks."),
+    "ledger_table": Setting("LEDGER_TABLE", "manymodelsledger", "a table name (letters and digits)", _name,
+                            "Table storage table of the idempotency ledger."),
+    "namespace": Setting("NAMESPACE", "manymodels", "a resource name prefix", _text,
+                         "Prefix of Azure resource names ({ns}aml, {ns}sa, ...)."),
+    "location": Setting("LOCATION", "", "an Azure region", _text, "Azure region."),
+    "resource_group": Setting("RESOURCE_GROUP", "", "a resource group name", _text,
+                              "Resource group holding the workspace."),
+    "subscription_id": Setting("AZURE_SUBSCRIPTION_ID", "", "a subscription id", _text,
+                               "Subscription of the Azure ML workspace (aml backend)."),
+    "workspace_name": Setting("AML_WORKSPACE_NAME", "", "an Azure ML workspace name", _text,
+                              "Azure ML workspace name (aml backend)."),
+    "compute_name": Setting("AML_COMPUTE_NAME", "cpu-compute", "a compute target name", _name,
+                            "Compute cluster the AML pipelines run on."),
+    "training_pipeline_name": Setting("TRAINING_PIPELINE_NAME", "manymodels-training", "a pipeline name",
+                                      _name, "Published training pipeline name."),
+    "forecasting_pipeline_name": Setting("FORECASTING_PIPELINE_NAME", "manymodels-forecasting",
+                                         "a pipeline name", _name, "Published forecasting pipeline name."),
+    "run_timeout_minutes": Setting("RUN_TIMEOUT_MINUTES", "240", "a whole number from 1 to 10080",
+                                   _int_range(1, 10080),
+                                   "A submitted run with no completion event after this long is polled."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of the product. Build with :func:`Settings.from_env` or :func:`get_settings`."""
+
+    backend: str
+    home: Path
+    storage_connection: str
+    landing_container: str
+    predictions_container: str
+    training_method: str
+    deploy_local: bool
+    deploy_aci: bool
+    deploy_aks: bool
+    aks_name: str
+    aks_resource_group: str
+    max_container_size: int
+    reset_deployment: bool
+    update_deployment: bool
+    splitting_tags: tuple[str, ...]
+    sorting_tags: tuple[str, ...]
+    webservice_prefix: str
+    routing_model_name: str
+    routing_service_name: str
+    data_quiet_seconds: int
+    training_mode: str
+    dataset_maxfiles: int
+    deploy_queue: str
+    ledger_table: str
+    namespace: str
+    location: str
+    resource_group: str
+    subscription_id: str
+    workspace_name: str
+    compute_name: str
+    training_pipeline_name: str
+    forecasting_pipeline_name: str
+    run_timeout_minutes: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting; raise :class:`SettingsError` naming the first bad variable."""
+        env = os.environ if environ is None else environ
+        values = {name: spec.parse(env.get(spec.env, spec.default), spec) for name, spec in _SPEC.items()}
+        settings = cls(**values)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.deploy_aks and not self.aks_name:
+            raise SettingsError("DEPLOY_AKS=true needs AKS_NAME: set it to the AKS compute target's name")
+        if self.backend == "aml":
+            missing = [s.env for n, s in _SPEC.items()
+                       if n in ("subscription_id", "resource_group", "workspace_name") and not getattr(self, n)]
+            if missing:
+                raise SettingsError(f"MANYMODELS_BACKEND=aml needs {', '.join(missing)}: set the Azure ML "
+                                    "workspace's subscription id, resource group and name")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests and CLI flags)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+    @property
+    def enabled_targets(self) -> tuple[str, ...]:
+        """Deployment targets switched on, in deployment order."""
+        targets = []
+        if self.deploy_local and self.backend == "local":
+            targets.append("local")
+        if self.deploy_aci:
+            targets.append("aci")
+        if self.deploy_aks:
+            targets.append("aks")
+        return tuple(targets)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every setting, for docs and example files."""
+    return [(s.env, s.default, s.description) for s in _SPEC.values()]
+
+
+def env_names() -> tuple[str, ...]:
+    return tuple(s.env for s in _SPEC.values())
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once (tests call ``get_settings.cache_clear()``)."""
+    return Settings.from_env()

@@ -1,0 +1,1 @@
+"""Storage: the account connection, the blob module and the local Azurite process."""

@@ -1,0 +1,136 @@
+"""A small blob module over ``azure-storage-blob``: parallel transfers and listings with eTags."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceRequestError
+from azure.storage.blob import ContainerClient, ContentSettings
+
+from shared.errors import NotFound, Unavailable
+from shared.storage.account import StorageAccount
+
+DEFAULT_WORKERS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    container: str
+    name: str
+    etag: str
+    size: int
+    md5: str | None  # base64, as the service reports Content-MD5
+    last_modified: str  # ISO 8601
+
+
+def _info(container: str, props) -> BlobInfo:
+    md5 = props.content_settings.content_md5 if props.content_settings else None
+    return BlobInfo(
+        container=container,
+        name=props.name,
+        etag=props.etag.strip('"'),
+        size=int(props.size or 0),
+        md5=base64.b64encode(bytes(md5)).decode() if md5 else None,
+        last_modified=props.last_modified.isoformat() if props.last_modified else "",
+    )
+
+
+class BlobStore:
+    """One container. Every method raises :class:`Unavailable` when storage cannot be reached."""
+
+    def __init__(self, account: StorageAccount, container: str) -> None:
+        self.container = container
+        self._client: ContainerClient = account.blob_service().get_container_client(container)
+
+    def ensure_container(self) -> None:
+        try:
+            self._client.create_container()
+        except ResourceExistsError:
+            pass
+        except ServiceRequestError as e:
+            raise Unavailable(f"storage is not reachable ({e}); is Azurite running? "
+                              "Start it with `manymodels storage start`") from e
+
+    def upload_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> BlobInfo:
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        blob = self._client.get_blob_client(name)
+        try:
+            blob.upload_blob(data, overwrite=True, content_settings=settings)
+        except ServiceRequestError as e:
+            raise Unavailable(f"could not upload {self.container}/{name}: {e}") from e
+        return _info(self.container, blob.get_blob_properties())
+
+    def upload_file(self, name: str, path: str | Path) -> BlobInfo:
+        return self.upload_bytes(name, Path(path).read_bytes())
+
+    def upload_many(
+        self,
+        items: Sequence[tuple[str, str | Path]],
+        *,
+        max_workers: int = DEFAULT_WORKERS,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[BlobInfo]:
+        """Upload (blob name, local path) pairs in parallel; results in the order given."""
+        def one(item: tuple[str, str | Path]) -> BlobInfo:
+            info = self.upload_file(*item)
+            if progress:
+                progress(1)
+            return info
+
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            return list(pool.map(one, items))
+
+    def download_bytes(self, name: str) -> bytes:
+        try:
+            return self._client.download_blob(name).readall()
+        except ResourceNotFoundError as e:
+            raise NotFound(f"blob {self.container}/{name} does not exist") from e
+        except ServiceRequestError as e:
+            raise Unavailable(f"could not download {self.container}/{name}: {e}") from e
+
+    def download_many(
+        self, names: Iterable[str], target_dir: str | Path, *, max_workers: int = DEFAULT_WORKERS,
+        strip_prefix: str = "",
+    ) -> list[Path]:
+        """Download blobs into ``target_dir`` (keeping their relative paths after ``strip_prefix``)."""
+        target = Path(target_dir)
+
+        def one(name: str) -> Path:
+            rel = name[len(strip_prefix):] if strip_prefix and name.startswith(strip_prefix) else name
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.download_bytes(name))
+            return path
+
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            return list(pool.map(one, list(names)))
+
+    def get(self, name: str) -> BlobInfo:
+        try:
+            return _info(self.container, self._client.get_blob_client(name).get_blob_properties())
+        except ResourceNotFoundError as e:
+            raise NotFound(f"blob {self.container}/{name} does not exist") from e
+
+    def exists(self, name: str) -> bool:
+        return self._client.get_blob_client(name).exists()
+
+    def list(self, prefix: str = "") -> list[BlobInfo]:
+        try:
+            return [_info(self.container, p) for p in self._client.list_blobs(name_starts_with=prefix or None)]
+        except ResourceNotFoundError:
+            return []
+        except ServiceRequestError as e:
+            raise Unavailable(f"could not list {self.container}/{prefix}: {e}") from e
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._client.delete_blob(name)
+
+    @property
+    def url(self) -> str:
+        return self._client.url

@@ -1,0 +1,1 @@
+"""The Azure ML workspace adapter (azureml-core SDK v1)."""
