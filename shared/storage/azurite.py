@@ -113,11 +113,11 @@ def start(
                               "ports (another Azurite? try `manymodels storage status`)")
     cmd = [
         str(azurite_binary()), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
-        "--location", str(location), "--blobHost", host, "--blobPort", str(blob),
+        "--blobHost", host, "--blobPort", str(blob),
         "--queueHost", host, "--queuePort", str(queue), "--tableHost", host, "--tablePort", str(table),
     ]
-    if in_memory:
-        cmd.append("--inMemoryPersistence")
+    # in-memory storage (tests) and --location exclude each other; the log and state stay in location
+    cmd += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     log = open(location / "azurite.log", "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)

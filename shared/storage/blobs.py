@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceRequestError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceRequestError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from shared.errors import NotFound, Unavailable
+from shared.errors import InvalidValue, NotFound, Unavailable
 from shared.storage.account import StorageAccount
 
 DEFAULT_WORKERS = 8
@@ -55,6 +55,9 @@ class BlobStore:
         except ServiceRequestError as e:
             raise Unavailable(f"storage is not reachable ({e}); is Azurite running? "
                               "Start it with `manymodels storage start`") from e
+        except HttpResponseError as e:
+            raise InvalidValue(f"container {self.container!r} could not be created ({e.reason}): container names "
+                               "are 3-63 lower-case letters, digits and single dashes") from e
 
     def upload_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> BlobInfo:
         settings = ContentSettings(content_type=content_type) if content_type else None

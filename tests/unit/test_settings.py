@@ -1,0 +1,59 @@
+import pytest
+
+from shared.errors import SettingsError
+from shared.settings import Settings, describe, env_names
+
+
+def test_defaults_follow_the_design():
+    s = Settings.from_env({})
+    assert s.backend == "local"
+    assert s.max_container_size == 500
+    assert s.training_mode == "changed"
+    assert s.storage_connection == "UseDevelopmentStorage=true"
+    assert s.splitting_tags == () and s.sorting_tags == ()
+    assert s.enabled_targets == ("local",)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("MAX_CONTAINER_SIZE", "5000", "from 1 to 1000"),
+        ("MAX_CONTAINER_SIZE", "ten", "from 1 to 1000"),
+        ("DEPLOY_ACI", "maybe", "true or false"),
+        ("TRAINING_METHOD", "foo", "'customscript' or 'automl'"),
+        ("MANYMODELS_BACKEND", "cloud", "'local' or 'aml'"),
+        ("TRAINING_MODE", "some", "'changed' or 'all'"),
+        ("DATA_QUIET_SECONDS", "-1", "seconds"),
+    ],
+)
+def test_bad_value_names_variable_value_and_what_is_allowed(name, value, allowed):
+    with pytest.raises(SettingsError) as e:
+        Settings.from_env({name: value})
+    assert name in str(e.value) and repr(value) in str(e.value) and allowed in str(e.value)
+
+
+def test_values_are_parsed_and_typed():
+    s = Settings.from_env({"MAX_CONTAINER_SIZE": " 250 ", "DEPLOY_ACI": "TRUE", "SPLITTING_TAGS": "StoreGroup10, Brand",
+                           "SORTING_TAGS": "Store"})
+    assert s.max_container_size == 250 and s.deploy_aci is True
+    assert s.splitting_tags == ("StoreGroup10", "Brand") and s.sorting_tags == ("Store",)
+    assert s.enabled_targets == ("local", "aci")
+
+
+def test_aks_needs_a_name_and_aml_needs_a_workspace():
+    with pytest.raises(SettingsError, match="AKS_NAME"):
+        Settings.from_env({"DEPLOY_AKS": "true"})
+    with pytest.raises(SettingsError, match="AML_WORKSPACE_NAME"):
+        Settings.from_env({"MANYMODELS_BACKEND": "aml", "AZURE_SUBSCRIPTION_ID": "s", "RESOURCE_GROUP": "rg"})
+
+
+def test_settings_are_frozen():
+    s = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        s.max_container_size = 3  # type: ignore[misc]
+    assert s.replace(max_container_size=3).max_container_size == 3
+
+
+def test_every_setting_is_described():
+    assert [d[0] for d in describe()] == list(env_names())
+    assert all(d[2] for d in describe())
