@@ -169,6 +169,17 @@ _SPEC: dict[str, Setting] = {
 }
 
 
+def _with_identity_storage(env: Mapping[str, str]) -> Mapping[str, str]:
+    """On Azure the Functions host uses identity-based storage (``AzureWebJobsStorage__accountName``
+    or ``__blobServiceUri``, no connection string): read the account URL from those."""
+    if "AzureWebJobsStorage" in env:
+        return env
+    account = env.get("AzureWebJobsStorage__accountName", "").strip()
+    uri = env.get("AzureWebJobsStorage__blobServiceUri", "").strip() or (
+        f"https://{account}.blob.core.windows.net" if account else "")
+    return {**env, "AzureWebJobsStorage": uri} if uri else env
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of the product. Build with :func:`Settings.from_env` or :func:`get_settings`."""
@@ -210,7 +221,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting; raise :class:`SettingsError` naming the first bad variable."""
-        env = os.environ if environ is None else environ
+        env = _with_identity_storage(os.environ if environ is None else environ)
         values = {name: spec.parse(env.get(spec.env, spec.default), spec) for name, spec in _SPEC.items()}
         settings = cls(**values)
         settings._check()

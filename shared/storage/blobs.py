@@ -63,10 +63,20 @@ class BlobStore:
         settings = ContentSettings(content_type=content_type) if content_type else None
         blob = self._client.get_blob_client(name)
         try:
-            blob.upload_blob(data, overwrite=True, content_settings=settings)
+            result = blob.upload_blob(data, overwrite=True, content_settings=settings)
         except ServiceRequestError as e:
             raise Unavailable(f"could not upload {self.container}/{name}: {e}") from e
-        return _info(self.container, blob.get_blob_properties())
+        # the upload's response already has what a properties call would return: save the round trip
+        md5 = result.get("content_md5")
+        modified = result.get("last_modified")
+        return BlobInfo(
+            container=self.container,
+            name=name,
+            etag=str(result["etag"]).strip('"'),
+            size=len(data),
+            md5=base64.b64encode(bytes(md5)).decode() if md5 else None,
+            last_modified=modified.isoformat() if modified else "",
+        )
 
     def upload_file(self, name: str, path: str | Path) -> BlobInfo:
         return self.upload_bytes(name, Path(path).read_bytes())

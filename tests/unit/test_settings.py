@@ -57,3 +57,10 @@ def test_settings_are_frozen():
 def test_every_setting_is_described():
     assert [d[0] for d in describe()] == list(env_names())
     assert all(d[2] for d in describe())
+
+
+def test_identity_based_storage_on_azure():
+    s = Settings.from_env({"AzureWebJobsStorage__accountName": "mmsa"})
+    assert s.storage_connection == "https://mmsa.blob.core.windows.net"
+    s = Settings.from_env({"AzureWebJobsStorage__blobServiceUri": "https://x.blob.core.windows.net"})
+    assert s.storage_connection == "https://x.blob.core.windows.net"

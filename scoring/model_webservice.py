@@ -1,0 +1,253 @@
+"""Multi-model scoring script for azureml-inference-server-http (AML online deployments, local services).
+
+Serves every model under ``AZUREML_MODEL_DIR`` in the registered-model layout
+``<name>/<version>/model.json`` (the highest version by number; AML may add one folder level under
+the version, which is searched too). All models are loaded once in ``init()``.
+
+- POST ``/score``: a JSON array of records
+  ``{"id": {"Store": .., "Brand": ..}, "model_type": "lr", "forecast_start": "1992-10-08",
+  "forecast_freq": "W-THU", "forecast_horizon": 4, "data": {"historical": {col: [..]}, "future": {col: [..]}}}``
+  (``historical`` and ``future`` are column -> list including the timestamp column). Each record is
+  answered in request order, echoed with ``"forecast": {"timestamps": [ISO 8601], "values": [..]}``
+  or with its own ``"error"`` (message) and ``"status"`` (404 unknown model, 400 bad request values)
+  without failing the other records.
+- GET ``/score``: the sorted list of model names served.
+
+Lags come from ``historical`` where it has the weeks, else from the training tail stored in the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # imported from tests or tools rather than by the inference server
+    sys.path.insert(0, _HERE)
+
+import forecaster  # noqa: E402
+
+try:  # the server's own decorator: run() then gets the request and can tell GET from POST
+    from azureml_inference_server_http.api.aml_request import rawhttp
+    from azureml_inference_server_http.api.aml_response import AMLResponse
+except ImportError:  # offline (tests, tools): run() takes the POST body as a string
+    AMLResponse = None
+
+    def rawhttp(func):  # type: ignore[no-redef]
+        return func
+
+
+logger = logging.getLogger("manymodels.model_webservice")
+
+NOT_FOUND, BAD_REQUEST = 404, 400
+_models: dict[str, forecaster.Forecaster] = {}
+_names: list[str] = []  # the GET answer, sorted once
+
+
+class RecordError(Exception):
+    def __init__(self, message: str, status: int = BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load_models(root: str | os.PathLike[str]) -> dict[str, forecaster.Forecaster]:
+    """Every model under ``root`` at its highest version; folders without a forecaster model are skipped."""
+    models: dict[str, forecaster.Forecaster] = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        directory = forecaster.latest_version_dir(root, entry.name)
+        if directory is None:
+            logger.warning("skipping %s: no numbered version folder", entry.name)
+            continue
+        try:
+            models[entry.name] = forecaster.load_model(directory)
+        except (OSError, ValueError, KeyError) as e:  # e.g. the deployment-state model: not a forecaster
+            logger.warning("skipping %s: %s holds no forecaster model (%s)", entry.name, directory, e)
+    return models
+
+
+def init() -> None:
+    """Load every model once per worker process."""
+    root = os.environ.get("AZUREML_MODEL_DIR")
+    if not root or not os.path.isdir(root):
+        raise RuntimeError(f"AZUREML_MODEL_DIR={root!r} is not a folder: start the server with --model_dir "
+                           "pointing at <name>/<version>/model.json folders")
+    _models.clear()
+    _models.update(load_models(root))
+    _names[:] = sorted(_models)
+    logger.info("serving %d models from %s", len(_models), root)
+
+
+@rawhttp
+def run(request: Any) -> Any:
+    """GET: the model names served. POST: one answer per record, in request order."""
+    if isinstance(request, str | bytes):
+        body = request
+    elif request.method == "GET":
+        return _names
+    elif request.method == "POST":
+        body = request.get_data()
+    else:
+        return _http_error(405, f"{request.method} is not supported: POST records or GET the model list")
+    try:
+        records = json.loads(body)
+    except ValueError as e:
+        return _http_error(BAD_REQUEST, f"the body is not JSON: {e}")
+    if not isinstance(records, list):
+        return _http_error(BAD_REQUEST, "expected a JSON array of records, each {id, model_type, forecast_start, "
+                                        "forecast_freq, forecast_horizon, data: {historical, future}}")
+    return answer(records)
+
+
+def _http_error(status: int, message: str) -> Any:
+    if AMLResponse is None:
+        return {"error": message, "status": status}
+    return AMLResponse({"error": message}, status, json_str=True)
+
+
+def answer(records: list[Any]) -> list[dict[str, Any]]:
+    """Answer each record on its own (a bad record never fails the others); the good ones are
+    forecast together in one batched call."""
+    answers: list[dict[str, Any]] = []
+    requests: list[tuple[int, forecaster.Forecaster, pd.Timestamp | None, int, np.ndarray | None,
+                         dict[pd.Timestamp, float] | None]] = []
+    for index, record in enumerate(records):
+        answers.append(dict(record) if isinstance(record, Mapping) else {"record": record})
+        try:
+            requests.append((index, *parse_record(record)))
+        except RecordError as e:
+            _fail(answers[index], str(e), e.status)
+        except Exception as e:  # never let one record's surprise fail the batch
+            logger.exception("unexpected error reading a record")
+            _fail(answers[index], f"cannot read this record: {type(e).__name__}: {e}", 500)
+    try:
+        results = _forecast(requests)
+    except Exception:  # a surprise in the batched call: isolate it by answering record by record
+        logger.exception("batched forecast failed; answering record by record")
+        results = []
+        for request in requests:
+            try:
+                results.extend(_forecast([request]))
+            except Exception as e:
+                results.append(forecaster.SeriesError(f"cannot forecast this record: {type(e).__name__}: {e}"))
+    for (index, *_), result in zip(requests, results, strict=True):
+        if isinstance(result, forecaster.SeriesError):
+            _fail(answers[index], str(result), BAD_REQUEST)
+        else:
+            stamps, values = result
+            answers[index]["forecast"] = {"timestamps": [t.isoformat() for t in stamps],
+                                          "values": [float(v) for v in values]}
+    return answers
+
+
+def _forecast(requests: list[tuple[Any, ...]]) -> list[tuple[pd.DatetimeIndex, np.ndarray] | forecaster.SeriesError]:
+    return forecaster.forecast_many([r[1] for r in requests], [r[2] for r in requests],
+                                    steps=[r[3] for r in requests], exog=[r[4] for r in requests],
+                                    history=[r[5] for r in requests])
+
+
+def _fail(answer: dict[str, Any], message: str, status: int) -> None:
+    answer["error"], answer["status"] = message, status
+
+
+def parse_record(record: Any) -> tuple[forecaster.Forecaster, pd.Timestamp | None, int, np.ndarray | None,
+                                       dict[pd.Timestamp, float] | None]:
+    """Validate one record: its model, forecast start, horizon, future exogenous values and history.
+
+    Raises:
+        RecordError: with the HTTP-style status for that record (404 unknown model, else 400).
+    """
+    if not isinstance(record, Mapping):
+        raise RecordError(f"a record must be a JSON object, got {type(record).__name__}")
+    ids = record.get("id")
+    if not isinstance(ids, Mapping) or not ids:
+        raise RecordError("id must be an object of id columns, e.g. {\"Store\": 1000, \"Brand\": \"dominicks\"}")
+    name = forecaster.model_name(str(record.get("model_type") or "lr"), ids)
+    model = _models.get(name)
+    if model is None:
+        raise RecordError(f"unknown model {name}: this service does not serve it", NOT_FOUND)
+    freq = record.get("forecast_freq")
+    if freq is not None and freq != model.freq:
+        raise RecordError(f"forecast_freq {freq!r} is not allowed: model {name} is weekly on {model.freq!r}")
+    horizon = record.get("forecast_horizon", model.horizon)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= model.horizon:
+        raise RecordError(f"forecast_horizon {horizon!r} is not allowed: model {name} forecasts 1 to "
+                          f"{model.horizon} weeks")
+    start = _timestamp(record.get("forecast_start"), "forecast_start") if record.get("forecast_start") else None
+    data = record.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise RecordError("data must be an object {historical: {column: [...]}, future: {column: [...]}}")
+    history = _history(model, data.get("historical"))
+    exog = _future(model, data.get("future"), start if start is not None else model.next_week(), horizon)
+    return model, start, horizon, exog, history
+
+
+def _timestamp(value: Any, field: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"{field} {value!r} is not a date (use ISO 8601, e.g. 1992-10-08)") from e
+    if pd.isna(stamp):
+        raise RecordError(f"{field} {value!r} is not a date (use ISO 8601, e.g. 1992-10-08)")
+    return stamp.tz_localize(None) if stamp.tzinfo else stamp
+
+
+def _columns(block: Any, name: str) -> dict[str, list[Any]]:
+    if not isinstance(block, Mapping) or not all(isinstance(v, list) for v in block.values()):
+        raise RecordError(f"data.{name} must be an object of column -> list of values")
+    lengths = {len(v) for v in block.values()}
+    if len(lengths) > 1:
+        raise RecordError(f"data.{name} columns have different lengths: "
+                          + ", ".join(f"{c}={len(v)}" for c, v in block.items()))
+    return dict(block)
+
+
+def _floats(values: list[Any], column: str, block: str) -> np.ndarray:
+    try:
+        return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"data.{block}.{column} holds a value that is not a number: {e}") from e
+
+
+def _history(model: forecaster.Forecaster, block: Any) -> dict[pd.Timestamp, float] | None:
+    if not block:
+        return None
+    columns = _columns(block, "historical")
+    if model.timestamp_column not in columns or model.target_column not in columns:
+        raise RecordError(f"data.historical needs the columns {model.timestamp_column} and {model.target_column}")
+    values = _floats(columns[model.target_column], model.target_column, "historical")
+    stamps = [_timestamp(v, f"data.historical.{model.timestamp_column}") for v in columns[model.timestamp_column]]
+    return {t: v for t, v in zip(stamps, values, strict=True) if not math.isnan(v)}
+
+
+def _future(model: forecaster.Forecaster, block: Any, start: pd.Timestamp, horizon: int) -> np.ndarray | None:
+    if model.is_fallback or not model.exog_columns:
+        return None
+    columns = _columns(block or {}, "future")
+    missing = [c for c in model.exog_columns if c not in columns]
+    if missing:
+        raise RecordError(f"data.future lacks {', '.join(missing)}, which model {model.name} needs for each "
+                          f"forecast week")
+    matrix = np.column_stack([_floats(columns[c], c, "future") for c in model.exog_columns])
+    if model.timestamp_column in columns:  # align rows to the forecast weeks by date
+        stamps = [_timestamp(v, f"data.future.{model.timestamp_column}") for v in columns[model.timestamp_column]]
+        row_of = {t: i for i, t in enumerate(stamps)}
+        weeks = forecaster.calendar(start, horizon, model.freq)
+        rows = [row_of.get(t, -1) for t in weeks]
+        if -1 in rows:
+            raise RecordError(f"data.future has no row for {weeks[rows.index(-1)].date()} "
+                              f"(forecast weeks {weeks[0].date()}..{weeks[-1].date()})")
+        return matrix[rows]
+    if len(matrix) < horizon:
+        raise RecordError(f"data.future has {len(matrix)} row(s); forecast_horizon {horizon} needs {horizon}")
+    return matrix[:horizon]

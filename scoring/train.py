@@ -1,0 +1,142 @@
+"""ParallelRunStep entry script: train one model per series of every file in a mini-batch.
+
+Run like Azure ML's ParallelRunStep runs it: this directory first on ``sys.path``, ``sys.argv`` set
+to ``[script, --settings-file PATH, --output-dir DIR, --run-id ID, --dataset-version N]``, ``init()``
+once per worker process, then ``run(mini_batch)`` with a list of local file paths.
+
+Every series of the whole mini-batch is fitted in one batched call. A file or series that cannot
+be used gives a ``failed`` row with its reason; the rest of the mini-batch still trains. Each
+trained model is written to ``<output-dir>/models/<name>/model.json`` and described by one JSON
+line in ``<output-dir>/manifest/<pid>.jsonl`` (one file per process), which the registration step
+registers in bulk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # imported from tests or tools rather than by the ParallelRunStep runner
+    sys.path.insert(0, _HERE)
+
+import forecaster  # noqa: E402
+
+COLUMNS = ("file", "series", "model_name", "status", "model_type", "reason", "path", "mse", "rmse", "mae", "mape")
+FILE_COLUMN = forecaster.FILE_COLUMN
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    settings: forecaster.ScriptSettings
+    output_dir: Path
+    run_id: str
+    dataset_version: str
+
+
+_config: TrainConfig | None = None
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(description="many-models training entry script")
+    parser.add_argument("--settings-file", required=True)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--run-id", default="local")
+    parser.add_argument("--dataset-version", default="")
+    args, _ = parser.parse_known_args(argv)
+    return TrainConfig(forecaster.ScriptSettings.load(args.settings_file), Path(args.output_dir).resolve(), args.run_id,
+                       str(args.dataset_version))
+
+
+def init(argv: list[str] | None = None) -> None:
+    """Read the arguments (``sys.argv`` unless given) and prepare the output folders."""
+    global _config
+    _config = parse_args(argv)
+    (_config.output_dir / "models").mkdir(parents=True, exist_ok=True)
+    (_config.output_dir / "manifest").mkdir(parents=True, exist_ok=True)
+
+
+def run(mini_batch: list[str]) -> pd.DataFrame:
+    """Train every series in ``mini_batch``; one result row per series or unusable file."""
+    if _config is None:
+        init()
+    config = _config
+    assert config is not None
+    rows: list[dict[str, object]] = []
+    tables = _read_files(mini_batch, config.settings, rows)
+    results: list[forecaster.FitResult] = []
+    for exog, frame in tables.items():
+        try:
+            series, failures = forecaster.split_series(frame, config.settings, exog_columns=list(exog),
+                                                       file_column=FILE_COLUMN)
+        except forecaster.SeriesError as e:
+            rows.extend(_failed(f, "", str(e), config.settings) for f in dict.fromkeys(frame[FILE_COLUMN]))
+            continue
+        rows.extend(_failed(";".join(f.files), f.ids, f.reason, config.settings) for f in failures)
+        results.extend(forecaster.fit_many(series, config.settings, list(exog)))
+    manifest_lines = []
+    for result in results:
+        row, line = _save(result, config)
+        rows.append(row)
+        if line:
+            manifest_lines.append(line)
+    if manifest_lines:
+        with open(config.output_dir / "manifest" / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+            f.write("".join(manifest_lines))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _read_files(paths: list[str], settings: forecaster.ScriptSettings,
+                rows: list[dict[str, object]]) -> dict[tuple[str, ...], pd.DataFrame]:
+    """Read the files and stack those with the same feature columns (so one split and one fit serve them)."""
+    tables, unreadable = forecaster.read_tables(paths, settings)
+    rows.extend(_failed(path, "", reason, settings) for path, reason in unreadable)
+    groups: dict[tuple[str, ...], list[pd.DataFrame]] = {}
+    for frame in tables:
+        missing = [c for c in (*settings.id_columns, settings.timestamp_column, settings.target_column)
+                   if c not in frame.columns]
+        if missing:
+            reason = (f"missing column(s) {', '.join(missing)} required by the settings; columns found: "
+                      f"{', '.join(str(c) for c in frame.columns if c != FILE_COLUMN)}")
+            rows.extend(_failed(path, "", reason, settings) for path in dict.fromkeys(frame[FILE_COLUMN]))
+            continue
+        exog = tuple(settings.exog_columns(c for c in frame.columns if c != FILE_COLUMN))
+        groups.setdefault(exog, []).append(frame)
+    return {exog: pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            for exog, frames in groups.items()}
+
+
+def _failed(file: str, ids: dict[str, str] | str, reason: str, settings: forecaster.ScriptSettings,
+            ) -> dict[str, object]:
+    named = isinstance(ids, dict) and ids and all(c in ids for c in settings.id_columns)
+    return {"file": file, "series": forecaster.series_label(ids) if isinstance(ids, dict) else ids,
+            "model_name": forecaster.model_name(settings.model_type, ids) if named else "",
+            "status": "failed", "model_type": "", "reason": reason, "path": "",
+            "mse": np.nan, "rmse": np.nan, "mae": np.nan, "mape": np.nan}
+
+
+def _save(result: forecaster.FitResult, config: TrainConfig) -> tuple[dict[str, object], str]:
+    series = result.series
+    file = ";".join(series.files)
+    if result.model is None:
+        return _failed(file, series.ids, result.error, config.settings), ""
+    model = result.model
+    try:
+        path = model.save(config.output_dir / "models" / model.name)
+    except OSError as e:
+        return _failed(file, series.ids, f"cannot write the model artifact: {e}", config.settings), ""
+    tags = {"ModelType": str(model.kind), **series.ids, **series.tags, "DatasetVersion": config.dataset_version,
+            "RunId": config.run_id}
+    line = json.dumps({"name": model.name, "path": str(path), "tags": tags,
+                       "properties": model.properties()}) + "\n"
+    row = {"file": file, "series": forecaster.series_label(series.ids), "model_name": model.name,
+           "status": "fallback" if model.is_fallback else "ok", "model_type": str(model.kind),
+           "reason": model.fallback_reason, "path": str(path), **model.metrics}
+    return row, line

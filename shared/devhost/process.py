@@ -1,0 +1,269 @@
+"""Run the host in the foreground, or as a background process found through its pid file.
+
+The pid file ``<home>/devhost/host.json`` holds the pid, URL and whether this host started
+Azurite; ``manymodels down`` reads it to stop the host, then stops the rest of the local stack
+(scoring services, pipeline runners, Azurite).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from shared.errors import Conflict, OperationTimeout, Unavailable
+from shared.settings import Settings
+from shared.storage import azurite
+
+log = logging.getLogger("manymodels.devhost")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    pid: int
+    url: str
+    app: str
+    started: float
+    azurite_started: bool = False
+
+
+def state_file(home: Path) -> Path:
+    return home / "devhost" / "host.json"
+
+
+def log_file(home: Path) -> Path:
+    return home / "logs" / "host.log"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return True
+
+
+def running(home: Path) -> HostState | None:
+    """The host of ``home`` if its process lives (a stale pid file is removed)."""
+    path = state_file(home)
+    try:
+        state = HostState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if _alive(state.pid):
+        return state
+    path.unlink(missing_ok=True)
+    return None
+
+
+def host_url(home: Path) -> str | None:
+    state = running(home)
+    return state.url if state else None
+
+
+def _write_state(home: Path, state: HostState) -> None:
+    path = state_file(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state)))
+    tmp.replace(path)
+
+
+def ensure_storage(settings: Settings) -> bool:
+    """Start Azurite for ``UseDevelopmentStorage=true`` when nothing listens yet; True if started here."""
+    if settings.storage_connection.strip().lower().replace(" ", "") != "usedevelopmentstorage=true":
+        return False  # an explicit account (a test's Azurite, or Azure): not ours to start
+    if azurite.status(settings.home) or _listening("127.0.0.1", azurite.DEFAULT_PORTS[0]):
+        return False  # ours already, or another Azurite on the default ports: use it
+    azurite.start(settings.home)
+    return True
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+# --------------------------------------------------------------------------- foreground
+
+
+def serve(settings: Settings, options: Any, *, on_ready: Callable[[Any], None] | None = None,
+          stop_stack: bool = False) -> int:
+    """Run the host until SIGINT/SIGTERM. ``stop_stack`` also stops what ``down`` stops on exit."""
+    from shared.devhost.host import LocalHost  # the host imports the Azure SDKs: only when serving
+
+    existing = running(settings.home)
+    if existing and existing.pid != os.getpid():
+        raise Conflict(f"a host already runs for {settings.home} (pid {existing.pid}, {existing.url}): "
+                       "stop it with `manymodels down` first")
+    started_azurite = ensure_storage(settings)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    host = None
+    try:
+        host = LocalHost(settings, options)
+        host.start()
+        _write_state(settings.home, HostState(os.getpid(), host.url, str(options.app_path), time.time(),
+                                              started_azurite))
+        threading.Thread(target=restart_services, args=(settings,), name="restart-services", daemon=True).start()
+        if on_ready:
+            on_ready(host)
+        stop.wait()
+    finally:
+        if host is not None:
+            host.stop()
+        state_file(settings.home).unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stop_stack:
+            stop_stack_parts(settings, azurite_too=started_azurite)
+    return 0
+
+
+def restart_services(settings: Settings) -> list[str]:
+    """Start again the local scoring services a ``down`` (or a reboot) stopped, so the router answers."""
+    try:
+        from shared.workspace.local.workspace import LocalWorkspace
+
+        workspace = LocalWorkspace(settings)
+    except Exception as e:
+        log.debug("no local workspace yet: %s", e)
+        return []
+    try:
+        restart = getattr(workspace.services, "restart_stale", None)
+        restarted = list(restart()) if callable(restart) else []
+    except Exception:
+        log.exception("restarting local scoring services failed")
+        return []
+    finally:
+        workspace.close()
+    if restarted:
+        log.info("restarted local scoring services: %s", ", ".join(restarted))
+    return restarted
+
+
+# --------------------------------------------------------------------------- background
+
+
+def start_detached(settings: Settings, args: Sequence[str], *, timeout: float = 90.0,
+                   env: dict[str, str] | None = None) -> HostState:
+    """Start ``python -m shared.devhost ARGS`` in its own session; return once it answers."""
+    existing = running(settings.home)
+    if existing:
+        return existing
+    path = log_file(settings.home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    environment = dict(env if env is not None else os.environ)
+    environment["MANYMODELS_HOME"] = str(settings.home.resolve())  # the host runs from the repo root
+    with open(path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "shared.devhost", *args], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=environment,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = running(settings.home)
+        if state and state.pid == proc.pid and _answers(state.url):
+            return state
+        if proc.poll() is not None:
+            raise Unavailable(f"the host exited at start (code {proc.returncode}):\n{_tail(path)}\n"
+                              f"full log: {path}")
+        time.sleep(0.2)
+    stop_pid(proc.pid)
+    raise OperationTimeout(f"the host did not answer within {timeout:.0f}s; see {path}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/admin/host/ping", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def stop_pid(pid: int, *, timeout: float = 30.0) -> None:
+    """SIGTERM the process group of ``pid`` (it leads its own session), SIGKILL after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _alive(pid):
+            return
+
+
+def stop_host(home: Path, *, timeout: float = 30.0) -> HostState | None:
+    state = running(home)
+    if state is None:
+        return None
+    stop_pid(state.pid, timeout=timeout)
+    state_file(home).unlink(missing_ok=True)
+    return state
+
+
+def stop_stack_parts(settings: Settings, *, azurite_too: bool = True) -> dict[str, Any]:
+    """Stop the local scoring services, running pipeline runners and (optionally) Azurite."""
+    stopped: dict[str, Any] = {"services": [], "runners": [], "azurite": False}
+    try:
+        from shared.workspace.local.workspace import LocalWorkspace
+
+        workspace = LocalWorkspace(settings)
+    except Exception as e:  # the workspace may not exist yet on a fresh machine
+        log.debug("no local workspace to stop: %s", e)
+        workspace = None
+    if workspace is not None:
+        try:
+            stop_all = getattr(workspace.services, "stop_all", None)
+            if callable(stop_all):
+                stopped["services"] = list(stop_all())
+            stopped["runners"] = _stop_runners(workspace)
+        finally:
+            workspace.close()
+    if azurite_too:
+        stopped["azurite"] = azurite.stop(settings.home)
+    return stopped
+
+
+def _stop_runners(workspace: Any) -> list[str]:
+    from shared.workspace.base import RunStatus
+
+    stopped = []
+    for status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        for run in workspace.runs.list(status=status):
+            pid_file = workspace.home / "runs" / run.run_id / "runner.pid"
+            alive = getattr(workspace.pipelines, "runner_alive", None)
+            if not pid_file.exists() or not callable(alive) or not alive(run.run_id):
+                continue
+            stop_pid(int(pid_file.read_text().strip()), timeout=10)
+            stopped.append(run.run_id)
+    return stopped

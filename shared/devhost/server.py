@@ -1,0 +1,254 @@
+"""The host's HTTP front: HTTP triggers under ``/<routePrefix>/``, the Event Grid webhook, and admin.
+
+- ``/api/<route>``: HTTP functions; auth level ``function`` needs the function (or master) key in
+  ``x-functions-key`` or ``?code=``, ``admin`` the master key, ``anonymous`` nothing (401 otherwise).
+- ``/runtime/webhooks/eventgrid?functionName=NAME``: the Event Grid extension's webhook, opened by
+  its system key. ``aeg-event-type: SubscriptionValidation`` answers the validation handshake,
+  ``Notification`` invokes the function once per event (Event Grid or CloudEvents schema) and
+  answers 202 when every invocation succeeded, 500 otherwise (so the publisher retries).
+  ``OPTIONS`` answers the CloudEvents abuse-protection handshake.
+- ``/admin/host/ping`` (anonymous) and ``/admin/host/status`` (master key).
+
+Listens on 127.0.0.1 only. The ``code`` query parameter is removed before a function sees the URL,
+and no URL or key is ever logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from shared.devhost.bindings import HttpAnswer, event_input, http_answer, http_request
+from shared.devhost.functions import FunctionSpec, TriggerKind
+from shared.devhost.invoke import invoke
+from shared.devhost.keys import HostKeys
+
+log = logging.getLogger("manymodels.devhost.http")
+
+MAX_BODY = 100 * 1024 * 1024  # the Functions host's request size limit
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    spec: FunctionSpec
+    pattern: re.Pattern[str]
+    methods: frozenset[str]  # empty: every method
+    auth_level: str
+
+
+def compile_route(template: str) -> re.Pattern[str]:
+    """An ASP.NET-style route template (``items/{id}``, ``{id:int}``, ``{id?}``, ``{*rest}``) as a regex."""
+    parts = []
+    for segment in template.strip("/").split("/"):
+        match = re.fullmatch(r"\{(\*)?([A-Za-z_]\w*)(?::(\w+))?(\?)?\}", segment)
+        if not match:
+            parts.append(("/" + re.escape(segment)) if segment else "")
+            continue
+        catch_all, name, constraint, optional = match.groups()
+        body = ".*" if catch_all else (r"-?\d+" if constraint in ("int", "long") else r"[^/]+")
+        parts.append(f"(?:/(?P<{name}>{body})){'?' if optional or catch_all else ''}")
+    return re.compile("^" + "".join(parts) + "/?$", re.IGNORECASE)
+
+
+def build_routes(specs: tuple[FunctionSpec, ...]) -> list[Route]:
+    routes = []
+    for spec in specs:
+        if spec.kind is not TriggerKind.HTTP:
+            continue
+        methods = frozenset(str(m).upper() for m in (spec.trigger.get("methods") or ()))
+        level = str(spec.trigger.get("authLevel") or "function").lower()
+        routes.append(Route(spec, compile_route(str(spec.trigger.get("route") or spec.name)), methods, level))
+    return routes
+
+
+class HostServer:
+    """A threading HTTP server bound to 127.0.0.1."""
+
+    def __init__(self, specs: tuple[FunctionSpec, ...], keys: HostKeys, *, port: int, route_prefix: str = "api",
+                 status: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        self.specs = {s.name.lower(): s for s in specs}
+        self.routes = build_routes(specs)
+        self.keys = keys
+        self.route_prefix = route_prefix.strip("/")
+        self.status = status or (lambda: {})
+        handler = type("Handler", (_Handler,), {"host": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(10)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
+        split = urlsplit(target)
+        params = dict(parse_qsl(split.query, keep_blank_values=True))
+        path = split.path.rstrip("/") or "/"
+        lower = path.lower()
+        if lower == "/admin/host/ping":
+            return HttpAnswer(200, (), b"")
+        if lower == "/admin/host/status":
+            if not self.keys.allows("admin", _key(headers, params)):
+                return _json(401, {"error": "the master key is required (x-functions-key header or ?code=)"})
+            return _json(200, dict(self.status()))
+        if lower == "/runtime/webhooks/eventgrid":
+            return self._eventgrid(method, headers, params, body)
+        prefix = f"/{self.route_prefix}" if self.route_prefix else ""
+        if not lower.startswith(prefix.lower()):
+            return _json(404, {"error": f"no function answers {path}"})
+        return self._http_function(method, path[len(prefix):], split.query, headers, params, body)
+
+    def _http_function(self, method: str, route_path: str, query: str, headers: Mapping[str, str],
+                       params: dict[str, str], body: bytes) -> HttpAnswer:
+        allowed: set[str] = set()
+        for route in self.routes:
+            match = route.pattern.match(route_path or "/")
+            if not match:
+                continue
+            if route.methods and method.upper() not in route.methods:
+                allowed |= route.methods
+                continue
+            if not self.keys.allows(route.auth_level, _key(headers, params)):
+                return _json(401, {"error": f"function {route.spec.name} needs a function key: pass it in the "
+                                            "x-functions-key header or ?code= (see `manymodels keys`)"})
+            clean = {k: v for k, v in params.items() if k != "code"}
+            query_text = urlencode(clean)
+            url = f"http://127.0.0.1:{self.port}/{self.route_prefix}{route_path}" + (f"?{query_text}" if query_text
+                                                                                    else "")
+            request = http_request(method.upper(), url, headers=headers, params=clean,
+                                   route_params={k: v for k, v in match.groupdict().items() if v is not None},
+                                   body=body)
+            result = invoke(route.spec, request)
+            if not result.ok:
+                return _json(500, {"error": f"function {route.spec.name} failed (invocation {result.invocation_id})"})
+            return http_answer(result.value)
+        if allowed:
+            return HttpAnswer(405, (("Allow", ", ".join(sorted(allowed))),), b"")
+        return _json(404, {"error": f"no function answers /{self.route_prefix}{route_path}"})
+
+    def _eventgrid(self, method: str, headers: Mapping[str, str], params: dict[str, str], body: bytes) -> HttpAnswer:
+        if not self.keys.allows_eventgrid(_key(headers, params)):
+            return _json(401, {"error": "the eventgrid_extension system key is required (?code=)"})
+        name = params.get("functionName", "")
+        spec = self.specs.get(name.lower())
+        if spec is None or spec.kind is not TriggerKind.EVENT_GRID:
+            return _json(404, {"error": f"no Event Grid triggered function named {name!r}"})
+        if method.upper() == "OPTIONS":  # CloudEvents v1.0 webhook abuse protection
+            origin = _header(headers, "webhook-request-origin") or "*"
+            return HttpAnswer(200, (("WebHook-Allowed-Origin", origin), ("WebHook-Allowed-Rate", "*")), b"")
+        if method.upper() != "POST":
+            return HttpAnswer(405, (("Allow", "POST, OPTIONS"),), b"")
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError as e:
+            return _json(400, {"error": f"the request body is not JSON: {e}"})
+        events = payload if isinstance(payload, list) else [payload]
+        if not events or not all(isinstance(e, dict) for e in events):
+            return _json(400, {"error": "expected an event object or a JSON array of events"})
+        kind = (_header(headers, "aeg-event-type") or "").lower()
+        if kind == "subscriptionvalidation" or (not kind and events[0].get("eventType") == VALIDATION_EVENT):
+            code = (events[0].get("data") or {}).get("validationCode")
+            if not code:
+                return _json(400, {"error": "a SubscriptionValidation event needs data.validationCode"})
+            return _json(200, {"validationResponse": code})
+        if kind == "unsubscribe":
+            return HttpAnswer(202, (), b"")
+        content_type = (_header(headers, "content-type") or "").lower()
+        if kind != "notification" and "cloudevents" not in content_type:
+            return _json(400, {"error": "the aeg-event-type header must be Notification, SubscriptionValidation "
+                                        "or Unsubscribe"})
+        try:
+            inputs = [event_input(e) for e in events]
+        except (ValueError, TypeError) as e:
+            return _json(400, {"error": f"an event could not be read: {e}"})
+        failed = [r for r in (invoke(spec, i) for i in inputs) if not r.ok]
+        if failed:
+            return _json(500, {"error": f"{len(failed)} of {len(events)} event(s) failed",
+                               "invocations": [r.invocation_id for r in failed]})
+        return HttpAnswer(202, (), b"")
+
+
+def _key(headers: Mapping[str, str], params: Mapping[str, str]) -> str | None:
+    return _header(headers, "x-functions-key") or params.get("code")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for k, v in headers.items():
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _json(status: int, body: Any) -> HttpAnswer:
+    return HttpAnswer(status, (("Content-Type", "application/json"),), json.dumps(body, default=str).encode())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    host: HostServer
+    protocol_version = "HTTP/1.1"
+    server_version = "manymodels-devhost"
+
+    def _body(self) -> bytes | None:
+        """The request body (Content-Length or chunked); None when over the host's limit."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks, total = [], 0
+            while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                total += size
+                if total > MAX_BODY:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return None if length > MAX_BODY else (self.rfile.read(length) if length else b"")
+
+    def _serve(self) -> None:
+        body = self._body()
+        if body is None:
+            answer = _json(413, {"error": f"request body over {MAX_BODY} bytes"})
+            self.close_connection = True
+        else:
+            try:
+                answer = self.host.handle(self.command, self.path, dict(self.headers.items()), body)
+            except Exception:
+                log.exception("HTTP %s failed", self.command)
+                answer = _json(500, {"error": "the host failed to handle the request"})
+        self.send_response(answer.status)
+        for k, v in answer.headers:
+            if k.lower() != "content-length":
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the request line holds ?code=: never logged; invocations log their own line

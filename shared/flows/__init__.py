@@ -1,0 +1,1 @@
+"""Orchestration flows: what the Function App triggers and the CLI run, on the workspace port."""

@@ -1,0 +1,159 @@
+"""Azure ML run events: completed training starts rollouts, completed forecasting records its
+predictions, failed runs are recorded with their reason.
+
+The event says *which* run; the workspace says what the run *is* (``workspace.runs.get``: kind,
+submission time, outputs, error). Runs of other experiments, and step runs of a pipeline, are
+ignored with a log line. Each run is acted on once: the ledger's ``submitted -> final`` transition
+has one winner, and rollouts are idempotent per (target, run).
+
+Out-of-order delivery: a training run submitted *before* a run that was already rolled out to a
+target is not rolled out there (its models would replace newer ones), see
+:meth:`shared.ledger.Ledger.supersedes`.
+
+Azure ML raises no event for failed or cancelled runs in some cases, so :func:`reconcile` polls
+runs the ledger still holds as submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from shared.errors import NotFound
+from shared.events import ModelDeployed, ModelRegistered, RunCompleted, RunStatusChanged
+from shared.flows import rollout
+from shared.flows.context import Context, handle_event
+from shared.ledger import RunEntry, RunState, age_seconds
+from shared.workspace.base import PipelineKind, Run, RunStatus
+
+log = logging.getLogger(__name__)
+
+POLL_AFTER_SECONDS = 600.0  # a submitted run silent this long is polled by reconcile
+_FAILED = {"failed": RunState.FAILED, "canceled": RunState.CANCELED, "cancelled": RunState.CANCELED}
+
+
+def handle_aml_event(ctx: Context, payload: Mapping[str, Any]) -> str:
+    """``on_aml_event``: one Event Grid delivery of the workspace."""
+    return handle_event(ctx, payload, {RunCompleted: on_run_completed, RunStatusChanged: on_run_status_changed,
+                                       ModelRegistered: on_model_event, ModelDeployed: on_model_event},
+                        function="on_aml_event", forget=(ModelRegistered, ModelDeployed))
+
+
+def on_run_completed(ctx: Context, event: RunCompleted) -> str:
+    run = _our_run(ctx, event.run_id, event.experiment_name, event.run_type, event.run_tags)
+    if run is None:
+        return "ignored: not a manymodels pipeline run"
+    return run_completed(ctx, run)
+
+
+def on_run_status_changed(ctx: Context, event: RunStatusChanged) -> str:
+    if event.run_status == "completed":
+        return on_run_completed(ctx, RunCompleted(event.id, event.source, event.subject, event.time, event.run_id,
+                                                  event.experiment_id, event.experiment_name, event.run_type,
+                                                  event.run_tags, event.run_properties))
+    if event.run_status not in _FAILED:
+        return f"ignored: status {event.run_status}"
+    run = _our_run(ctx, event.run_id, event.experiment_name, event.run_type, event.run_tags)
+    if run is None:
+        return "ignored: not a manymodels pipeline run"
+    reason = run.error or str(event.run_properties.get("error") or "") or f"the run ended {event.run_status}"
+    return run_failed(ctx, run, _FAILED[event.run_status], reason)
+
+
+def on_model_event(ctx: Context, event: ModelRegistered | ModelDeployed) -> str:
+    # Rollouts follow the training run's completion (all its models at once), not each model.
+    if isinstance(event, ModelRegistered):
+        return f"noted: model {event.model_name}:{event.model_version} registered"
+    return f"noted: service {event.service_name} deployed"
+
+
+def _our_run(ctx: Context, run_id: str, experiment: str, run_type: str | None, tags: Mapping[str, str]
+             ) -> Run | None:
+    ours = (ctx.settings.training_pipeline_name, ctx.settings.forecasting_pipeline_name)
+    known = ctx.ledger.get_run(run_id) is not None
+    if not known and "manymodels_kind" not in tags:
+        if experiment not in ours:
+            log.info("run %s of experiment %r ignored: not a manymodels pipeline", run_id, experiment)
+            return None
+        if run_type and "pipelinerun" not in run_type.lower():
+            log.info("run %s (%s) ignored: a step of a pipeline run, not the pipeline run", run_id, run_type)
+            return None
+    try:
+        return ctx.workspace.runs.get(run_id)
+    except NotFound:
+        log.warning("run %s of experiment %r is not in the workspace; event ignored", run_id, experiment)
+        return None
+
+
+def _entry(run: Run) -> RunEntry:
+    return RunEntry(run.run_id, str(run.kind), RunState.SUBMITTED, submitted=run.submitted,
+                    dataset_name=run.dataset_name, dataset_version=run.dataset_version,
+                    batch=str(run.tags.get("manymodels_batch", "")), source=str(run.tags.get("manymodels_source", "")),
+                    experiment=run.experiment)
+
+
+def run_completed(ctx: Context, run: Run) -> str:
+    """Act on a completed run (event or poll)."""
+    if run.kind == PipelineKind.FORECASTING:
+        predictions = str(run.outputs.get("predictions", ""))
+        _, changed = ctx.ledger.finish_run(_entry(run), state=RunState.COMPLETED, predictions=predictions,
+                                           ended=run.ended or "")
+        if changed:
+            log.info("forecasting run %s completed: predictions at %s", run.run_id, predictions or "(none)")
+        return f"forecasting run completed: {predictions or 'no predictions output'}"
+    ctx.ledger.finish_run(_entry(run), state=RunState.COMPLETED, ended=run.ended or "")
+    # Rollouts are idempotent per (target, run): a replay after a crash restarts what is missing.
+    started = []
+    for target in ctx.settings.enabled_targets:
+        if not ctx.ledger.supersedes(target, run_id=run.run_id, submitted=run.submitted):
+            log.warning("training run %s (submitted %s) completed after a newer run was rolled out to %s; "
+                        "not rolled out there, so deployed models stay at their newer versions",
+                        run.run_id, run.submitted, target)
+            started.append(f"{target}: superseded")
+            continue
+        result = rollout.start_rollout(ctx, target, plan_id=f"{target}-{run.run_id}", run_id=run.run_id,
+                                       source="run")
+        started.append(f"{target}: {result.state}")
+    return "training run completed; rollouts: " + (", ".join(started) or "no target enabled")
+
+
+def run_failed(ctx: Context, run: Run, state: RunState, reason: str) -> str:
+    _, changed = ctx.ledger.finish_run(_entry(run), state=state, reason=reason, ended=run.ended or "")
+    if changed:
+        log.error("%s run %s %s: %s", run.kind, run.run_id, state, reason)
+    return f"run {state}: {reason}"
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+def reconcile(ctx: Context, *, poll_after: float | None = None) -> dict[str, int]:
+    """``reconcile``: poll silent runs, then repair rollouts (re-enqueue stuck deploy tasks)."""
+    wait = min(POLL_AFTER_SECONDS, ctx.settings.run_timeout_minutes * 60) if poll_after is None else poll_after
+    counts = {"polled": 0, "completed": 0, "failed": 0}
+    for entry in ctx.ledger.list_runs(state=RunState.SUBMITTED):
+        if age_seconds(entry.submitted) < wait:
+            continue
+        counts["polled"] += 1
+        try:
+            run = ctx.workspace.runs.get(entry.run_id)
+        except NotFound:
+            run_state, reason = RunState.FAILED, "the run no longer exists in the workspace"
+            ctx.ledger.finish_run(entry, state=run_state, reason=reason)
+            counts["failed"] += 1
+            continue
+        except Exception:
+            log.exception("could not poll run %s; the next reconcile tries again", entry.run_id)
+            continue
+        if run.status == RunStatus.COMPLETED:
+            run_completed(ctx, run)
+            counts["completed"] += 1
+        elif run.status in (RunStatus.FAILED, RunStatus.CANCELED):
+            run_failed(ctx, run, RunState(str(run.status)), run.error or f"the run ended {run.status}")
+            counts["failed"] += 1
+        elif age_seconds(entry.submitted) >= ctx.settings.run_timeout_minutes * 60:
+            log.warning("run %s is still %s after RUN_TIMEOUT_MINUTES=%d", run.run_id, run.status,
+                        ctx.settings.run_timeout_minutes)
+    counts.update(rollout.reconcile_plans(ctx))
+    return counts

@@ -1,0 +1,1 @@
+"""Function App blueprints: triggers only, each a few lines calling shared/flows."""

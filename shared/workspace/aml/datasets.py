@@ -1,0 +1,179 @@
+"""Dataset versions as Azure ML ``FileDataset`` versions on the landing datastore.
+
+A FileDataset knows its paths but not the eTags/MD5s the product needs to tell which files
+changed, so each version's file list is also written as a small JSON document to the
+``datasets`` container (never the landing container: that would raise landing events). The
+registered dataset carries a content fingerprint in its tags: registering the same files again
+returns the existing version (replays are normal), and ``create_new_version`` does the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from azureml.core import Dataset, Datastore
+
+from shared.errors import InvalidValue, NotFound
+from shared.storage.blobs import BlobStore
+from shared.workspace.aml.sdk_errors import sdk_call
+from shared.workspace.base import DatasetFile, DatasetMode, DatasetStore, DatasetVersion
+
+if TYPE_CHECKING:
+    from shared.workspace.aml.workspace import AmlWorkspace
+
+METADATA_CONTAINER = "datasets"
+TAG_FINGERPRINT = "manymodels_fingerprint"
+TAG_FILES = "manymodels_files"
+TAG_MODE = "manymodels_mode"
+_INTERNAL_TAGS = (TAG_FINGERPRINT, TAG_FILES, TAG_MODE)
+
+
+def fingerprint(files: Sequence[DatasetFile]) -> str:
+    """Content fingerprint of a file list: same names and contents -> same value (the batch folder
+    a file arrived in does not matter: a replay from another batch registers nothing)."""
+    lines = sorted(f"{f.name}\t{f.fingerprint}" for f in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
+
+
+def datastore_name(datastore: str) -> str:
+    """AML datastore name for ``azureblob://<container>`` (names allow letters, digits and ``_``)."""
+    scheme, _, container = datastore.partition("://")
+    if scheme != "azureblob" or not container:
+        raise InvalidValue(f"datastore={datastore!r} is not allowed on Azure ML: expected "
+                           "'azureblob://<container>' (a container of the product's storage account)")
+    return container.replace("-", "_")
+
+
+def merge(previous: Sequence[DatasetFile], files: Sequence[DatasetFile]) -> tuple[DatasetFile, ...]:
+    """A partial batch: its files replace files of the same name on top of ``previous``."""
+    by_name = {f.name: f for f in previous}
+    by_name.update({f.name: f for f in files})
+    return tuple(sorted(by_name.values(), key=lambda f: f.name))
+
+
+def changed_names(previous: Sequence[DatasetFile] | None, files: Sequence[DatasetFile]) -> tuple[str, ...]:
+    if previous is None:
+        return tuple(sorted(f.name for f in files))
+    before = {f.name: f.fingerprint for f in previous}
+    return tuple(sorted(f.name for f in files if before.get(f.name) != f.fingerprint))
+
+
+def _check(files: Sequence[DatasetFile]) -> None:
+    if not files:
+        raise InvalidValue("a dataset version needs at least one file: the batch is empty")
+    seen: set[str] = set()
+    dupes = sorted({f.name for f in files if f.name in seen or seen.add(f.name)})
+    if dupes:
+        raise InvalidValue(f"file names must be unique within a dataset version; repeated: {', '.join(dupes[:5])}")
+
+
+class AmlDatasetStore(DatasetStore):
+    def __init__(self, workspace: AmlWorkspace) -> None:
+        self._workspace = workspace
+
+    @property
+    def _ws(self):
+        return self._workspace.ws
+
+    def _metadata(self) -> BlobStore:
+        return BlobStore(self._workspace.storage, METADATA_CONTAINER)
+
+    def register(
+        self,
+        name: str,
+        files: Sequence[DatasetFile],
+        *,
+        datastore: str,
+        mode: DatasetMode = DatasetMode.FULL,
+        tags: Mapping[str, str] | None = None,
+    ) -> DatasetVersion:
+        _check(files)
+        store_name = datastore_name(datastore)
+        latest = self._latest_or_none(name)
+        if mode == DatasetMode.PARTIAL:
+            if latest is None:
+                raise InvalidValue(f"dataset {name!r} has no version yet, so a 'partial' batch has nothing to "
+                                   "replace files in: send the first batch with mode 'full'")
+            files = merge(latest.files, files)
+        files = tuple(sorted(files, key=lambda f: f.name))
+        fp = fingerprint(files)
+        if latest is not None and fingerprint(latest.files) == fp:
+            return latest
+        changed = changed_names(latest.files if latest else None, files)
+        document = f"{name}/{fp}-after-{latest.version if latest else 0}.json"
+        self._write_document(document, datastore=datastore, mode=mode, files=files, changed=changed,
+                             created=datetime.now(UTC).isoformat())
+        all_tags = {**(tags or {}), TAG_FINGERPRINT: fp, TAG_FILES: document, TAG_MODE: str(mode)}
+        with sdk_call(f"register version of dataset {name!r} ({len(files)} files on datastore {store_name!r})"):
+            store = Datastore.get(self._ws, store_name)
+            dataset = Dataset.File.from_files(path=[(store, f.path) for f in files], validate=False)
+            registered = dataset.register(self._ws, name, description=f"manymodels {mode} dataset",
+                                          tags=all_tags, create_new_version=True)
+        return self._record(registered)
+
+    def get(self, name: str, version: int | str = "latest") -> DatasetVersion:
+        with sdk_call(f"get dataset {name!r} version {version}"):
+            dataset = Dataset.get_by_name(self._ws, name, version=str(version))
+        return self._record(dataset)
+
+    def list(self, name: str | None = None) -> list[DatasetVersion]:
+        with sdk_call("list datasets"):
+            names = [name] if name else sorted(Dataset.get_all(self._ws).keys())
+        versions: list[DatasetVersion] = []
+        for n in names:
+            latest = self._latest_or_none(n)
+            if latest is None:
+                continue
+            versions.extend(self.get(n, v) for v in range(1, latest.version))
+            versions.append(latest)
+        return versions
+
+    def submission(self, version: DatasetVersion, *, only_changed: bool):
+        """The FileDataset a pipeline run consumes: the registered version, or just its changed files."""
+        if not only_changed or set(version.changed) == {f.name for f in version.files}:
+            with sdk_call(f"get dataset {version.name!r} version {version.version}"):
+                return Dataset.get_by_name(self._ws, version.name, version=str(version.version))
+        changed = set(version.changed)
+        paths = [f.path for f in version.files if f.name in changed]
+        if not paths:
+            raise InvalidValue(f"dataset {version.name!r} version {version.version} changed no file, so "
+                               "TRAINING_MODE=changed has nothing to train: submit with mode 'all' to retrain all")
+        with sdk_call(f"select the changed files of dataset {version.name!r} version {version.version}"):
+            store = Datastore.get(self._ws, datastore_name(version.datastore))
+            return Dataset.File.from_files(path=[(store, p) for p in paths], validate=False)
+
+    # ------------------------------------------------------------------ internals
+
+    def _latest_or_none(self, name: str) -> DatasetVersion | None:
+        try:
+            return self.get(name)
+        except NotFound:
+            return None
+
+    def _write_document(self, document: str, *, datastore: str, mode: DatasetMode,
+                        files: Sequence[DatasetFile], changed: Sequence[str], created: str) -> None:
+        body = {"datastore": datastore, "mode": str(mode), "changed": list(changed), "created": created,
+                "files": [{"name": f.name, "path": f.path, "etag": f.etag, "size": f.size, "md5": f.md5}
+                          for f in files]}
+        blobs = self._metadata()
+        blobs.ensure_container()
+        blobs.upload_bytes(document, json.dumps(body).encode(), content_type="application/json")
+
+    def _record(self, dataset) -> DatasetVersion:
+        tags = dict(dataset.tags or {})
+        document = tags.get(TAG_FILES)
+        if not document:
+            raise NotFound(f"dataset {dataset.name!r} version {dataset.version} was not registered by manymodels "
+                           f"(no {TAG_FILES!r} tag): register datasets through the landing container")
+        body = json.loads(self._metadata().download_bytes(document))
+        files = tuple(DatasetFile(name=f["name"], path=f["path"], etag=f["etag"], size=int(f["size"]),
+                                  md5=f.get("md5")) for f in body["files"])
+        return DatasetVersion(
+            name=dataset.name, version=int(dataset.version), datastore=body["datastore"], files=files,
+            changed=tuple(body["changed"]), mode=DatasetMode(body["mode"]),
+            tags={k: v for k, v in tags.items() if k not in _INTERNAL_TAGS}, created=body.get("created", ""),
+        )

@@ -1,0 +1,105 @@
+"""The Azure ML model registry: ``Model.register`` / ``Model.list`` / ``Model`` / ``download``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from azureml.core import Model
+
+from shared.errors import InvalidValue, ManyModelsError
+from shared.workspace.aml.sdk_errors import sdk_call, translate
+from shared.workspace.base import ModelRecord, ModelRegistry, NewModel
+
+if TYPE_CHECKING:
+    from shared.workspace.aml.workspace import AmlWorkspace
+
+REGISTER_WORKERS = 16  # SDK v1 has no bulk registration: one call per model, in parallel
+
+
+def to_record(model) -> ModelRecord:
+    created = getattr(model, "created_time", None)
+    return ModelRecord(
+        name=model.name,
+        version=int(model.version),
+        tags={str(k): str(v) for k, v in (model.tags or {}).items()},
+        path=getattr(model, "url", None) or f"azureml://models/{model.name}/versions/{model.version}",
+        properties={str(k): str(v) for k, v in (model.properties or {}).items()},
+        created=created.astimezone(UTC).isoformat() if isinstance(created, datetime) else str(created or ""),
+    )
+
+
+def _check_artifacts(models: list[NewModel]) -> None:
+    missing = [m for m in models if not Path(m.path).is_dir() or not any(Path(m.path).iterdir())]
+    if missing:
+        first = missing[0]
+        raise InvalidValue(f"{len(missing)} model(s) have no artifact directory to register, e.g. {first.name!r}: "
+                           f"{first.path} does not exist or is empty (train.py writes <output>/models/<name>/)")
+
+
+def _version(version: int | str) -> int | None:
+    if version == "latest":
+        return None
+    try:
+        return int(version)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"model version {version!r} is not allowed: expected a whole number or 'latest'") from None
+
+
+class AmlModelRegistry(ModelRegistry):
+    def __init__(self, workspace: AmlWorkspace) -> None:
+        self._workspace = workspace
+
+    def register_many(self, models: Iterable[NewModel]) -> list[ModelRecord]:
+        ws = self._workspace.ws
+        models = list(models)
+        _check_artifacts(models)  # all or nothing: a bad manifest registers no model
+
+        def one(model: NewModel):
+            try:
+                return to_record(Model.register(workspace=ws, model_path=model.path, model_name=model.name,
+                                                tags=dict(model.tags), properties=dict(model.properties)))
+            except Exception as e:  # register every other model before reporting
+                return translate(e, f"register model {model.name!r} from {model.path}")
+
+        with ThreadPoolExecutor(max_workers=REGISTER_WORKERS) as pool:
+            results = list(pool.map(one, models))
+        errors = [r for r in results if isinstance(r, ManyModelsError)]
+        if errors:
+            registered = len(results) - len(errors)
+            first = errors[0]
+            raise type(first)(f"{len(errors)} of {len(results)} models were not registered "
+                              f"({registered} were); first error: {first.message}") from first
+        return sorted(results, key=lambda r: (r.name, r.version))
+
+    def list(
+        self,
+        *,
+        latest: bool = True,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> list[ModelRecord]:
+        sdk_tags = [[k, v] for k, v in (tags or {}).items()] or None
+        with sdk_call("list models"):
+            models = Model.list(self._workspace.ws, name=name, tags=sdk_tags, latest=latest)
+        records = [to_record(m) for m in models]
+        # the service filters tags already; check again so a partial match never slips through
+        wanted = dict(tags or {})
+        records = [r for r in records if all(r.tags.get(k) == v for k, v in wanted.items())]
+        return sorted(records, key=lambda r: (r.name, r.version))
+
+    def get(self, name: str, version: int | str = "latest") -> ModelRecord:
+        return to_record(self._sdk_model(name, version))
+
+    def download(self, record: ModelRecord, target_dir: str) -> str:
+        model = self._sdk_model(record.name, record.version)
+        with sdk_call(f"download model {record.name}:{record.version} to {target_dir}"):
+            return model.download(target_dir=target_dir, exist_ok=True)
+
+    def _sdk_model(self, name: str, version: int | str):
+        number = _version(version)
+        with sdk_call(f"get model {name}:{version}"):
+            return Model(self._workspace.ws, name=name, version=number)

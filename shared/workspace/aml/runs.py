@@ -1,0 +1,142 @@
+"""Pipeline runs: the SDK's ``Run`` records mapped to :class:`shared.workspace.base.Run`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from azureml.core import Experiment
+from azureml.core import Run as SdkRun
+
+from shared.errors import OperationTimeout
+from shared.workspace.aml.sdk_errors import sdk_call
+from shared.workspace.base import PipelineKind, Run, RunStatus, RunStore, SeriesFailure
+
+if TYPE_CHECKING:
+    from shared.workspace.aml.workspace import AmlWorkspace
+
+# Azure ML run statuses (azureml.core.run.RunStatus) -> the product's.
+STATUS = {
+    "NotStarted": RunStatus.QUEUED,
+    "Queued": RunStatus.QUEUED,
+    "Preparing": RunStatus.QUEUED,
+    "Provisioning": RunStatus.QUEUED,
+    "Starting": RunStatus.QUEUED,
+    "Running": RunStatus.RUNNING,
+    "Finalizing": RunStatus.RUNNING,
+    "CancelRequested": RunStatus.RUNNING,
+    "NotResponding": RunStatus.RUNNING,  # may recover; the reconcile timer polls again
+    "Completed": RunStatus.COMPLETED,
+    "Failed": RunStatus.FAILED,
+    "Canceled": RunStatus.CANCELED,
+}
+TAG_KIND = "manymodels_kind"
+TAG_DATASET = "dataset_name"
+TAG_DATASET_VERSION = "dataset_version"
+# run properties the pipeline steps set (pipelines/aml/steps): counts, outputs, failures
+COUNT_PROPERTIES = ("models_registered", "models_not_registered", "rows", "failed", "fallback", "series")
+OUTPUT_PROPERTIES = ("predictions",)
+LIST_LIMIT = 100  # runs read per experiment by list()
+POLL_SECONDS = 15.0  # longest pause between two polls of wait(); the first is short
+
+
+def map_status(status: str | None) -> RunStatus:
+    return STATUS.get(status or "", RunStatus.RUNNING)
+
+
+def to_run(details: Mapping, *, experiment: str) -> Run:
+    """A product Run from ``Run.get_details()`` (plain dicts: easy to test)."""
+    tags = {str(k): str(v) for k, v in (details.get("tags") or {}).items()}
+    properties = {str(k): str(v) for k, v in (details.get("properties") or {}).items()}
+    kind = tags.get(TAG_KIND, "")
+    try:
+        version = int(tags.get(TAG_DATASET_VERSION, "0"))
+    except ValueError:
+        version = 0
+    error = details.get("error") or {}
+    message = (error.get("error") or {}).get("message") if isinstance(error, Mapping) else str(error)
+    return Run(
+        run_id=str(details["runId"]),
+        pipeline=experiment,
+        kind=PipelineKind(kind) if kind in {str(k) for k in PipelineKind} else PipelineKind.TRAINING,
+        experiment=experiment,
+        status=map_status(details.get("status")),
+        dataset_name=tags.get(TAG_DATASET, ""),
+        dataset_version=version,
+        parameters={k[len("param_"):]: v for k, v in tags.items() if k.startswith("param_")},
+        tags=tags,
+        submitted=str(details.get("submittedTimeUtc") or details.get("startTimeUtc") or ""),
+        started=details.get("startTimeUtc"),
+        ended=details.get("endTimeUtc"),
+        counts={k: int(properties[k]) for k in COUNT_PROPERTIES if properties.get(k, "").isdigit()},
+        failures=_failures(properties.get("failures")),
+        outputs={k: properties[k] for k in OUTPUT_PROPERTIES if k in properties},
+        error=message or None,
+    )
+
+
+def _failures(text: str | None) -> tuple[SeriesFailure, ...]:
+    if not text:
+        return ()
+    try:
+        items = json.loads(text)
+        return tuple(SeriesFailure(file=str(i.get("file", "")), series=str(i.get("series", "")),
+                                   reason=str(i.get("reason", ""))) for i in items)
+    except (ValueError, AttributeError, TypeError):
+        return ()
+
+
+class AmlRunStore(RunStore):
+    def __init__(self, workspace: AmlWorkspace) -> None:
+        self._workspace = workspace
+
+    def get(self, run_id: str) -> Run:
+        with sdk_call(f"get run {run_id!r}"):
+            run = SdkRun.get(self._workspace.ws, run_id)
+            details = dict(run.get_details())
+            if "tags" not in details:  # not every SDK version includes them in the details
+                details["tags"] = run.get_tags()
+            if "properties" not in details:
+                details["properties"] = run.get_properties()
+        return to_run(details, experiment=run.experiment.name)
+
+    def list(self, *, status: RunStatus | None = None, kind: PipelineKind | None = None) -> list[Run]:
+        settings = self._workspace.settings
+        names = {PipelineKind.TRAINING: settings.training_pipeline_name,
+                 PipelineKind.FORECASTING: settings.forecasting_pipeline_name}
+        runs: list[Run] = []
+        for pipeline_kind, name in names.items():
+            if kind is not None and kind != pipeline_kind:
+                continue
+            with sdk_call(f"list the runs of experiment {name!r}"):
+                for sdk_run in islice(Experiment(self._workspace.ws, name).get_runs(), LIST_LIMIT):
+                    runs.append(to_run(_details(sdk_run), experiment=name))
+        if status is not None:
+            runs = [r for r in runs if r.status == status]
+        return sorted(runs, key=lambda r: r.submitted, reverse=True)
+
+    def wait(self, run_id: str, *, timeout: float) -> Run:
+        deadline = time.monotonic() + timeout
+        pause = 0.25
+        while True:
+            run = self.get(run_id)
+            if run.status.is_final:
+                return run
+            if time.monotonic() >= deadline:
+                raise OperationTimeout(f"run {run_id} is still {run.status} after {timeout:g} s; "
+                                       "it goes on in Azure ML: check it later with `manymodels status`")
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, POLL_SECONDS)
+
+
+def _details(sdk_run) -> dict:
+    """What get_details() answers, from the run's cached record when list() already fetched it."""
+    raw = getattr(sdk_run, "_run_dto", None)
+    if not isinstance(raw, dict):
+        return sdk_run.get_details()
+    return {"runId": sdk_run.id, "status": raw.get("status"), "tags": raw.get("tags") or {},
+            "properties": raw.get("properties") or {}, "startTimeUtc": raw.get("startTimeUtc"),
+            "endTimeUtc": raw.get("endTimeUtc"), "submittedTimeUtc": raw.get("createdUtc")}

@@ -1,0 +1,286 @@
+"""Local published pipelines: records in the workspace database, runs executed by the local runner.
+
+Like Azure ML: publishing snapshots the pipeline's ParallelRunStep settings (editing the yml later
+needs a new publish) and disables older pipelines of the same name; ``submit`` records a queued
+run and returns at once, while a detached runner process
+(``python -m shared.workspace.local.runner``) executes it and publishes the run's events.
+
+The two default pipelines (``TRAINING_PIPELINE_NAME``, ``FORECASTING_PIPELINE_NAME``) are
+published on first submit when nobody published them, so a fresh local workspace just works.
+
+Run parameters (PipelineParameters on Azure ML): ``mode`` (training: ``changed`` | ``all``),
+``settings_file`` (the dataset schema, contracts §1), and overrides of the ParallelRunStep
+settings Azure ML lets a PipelineParameter set (``mini_batch_size``, ``process_count_per_node``,
+``node_count``, ``run_invocation_timeout``, ``run_max_try``, ``error_threshold``,
+``allowed_failed_count``, ``logging_level``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.data.schema import DEFAULT_SETTINGS_FILE, DatasetSchema
+from shared.errors import InvalidValue, NotFound
+from shared.workspace.base import (
+    DatasetVersion,
+    PipelineKind,
+    PipelineStore,
+    PublishedPipeline,
+    Run,
+    RunStatus,
+)
+from shared.workspace.local import events as workspace_events
+from shared.workspace.local.db import dumps, loads, utc_now
+from shared.workspace.parallel_config import REPO_ROOT, ParallelRunConfig, load_parallel_config
+
+if TYPE_CHECKING:
+    from shared.workspace.local.workspace import LocalWorkspace
+
+log = logging.getLogger(__name__)
+
+MODES = ("changed", "all")
+RUNNER_MODULE = "shared.workspace.local.runner"
+RUNNER_LOG = "runner.log"
+PID_FILE = "runner.pid"
+# ParallelRunConfig fields a run may override (the SDK lets PipelineParameters set these)
+RUN_OVERRIDABLE = ("mini_batch_size", "process_count_per_node", "node_count", "run_invocation_timeout",
+                   "run_max_try", "error_threshold", "allowed_failed_count", "logging_level")
+# environment the runner needs to see the same workspace and storage as the submitter
+_PASSED_SETTINGS = {"AzureWebJobsStorage": "storage_connection", "PREDICTIONS_CONTAINER": "predictions_container",
+                    "LANDING_CONTAINER": "landing_container"}
+
+
+class LocalPipelineStore(PipelineStore):
+    def __init__(self, workspace: LocalWorkspace) -> None:
+        self.ws = workspace
+        self.db = workspace.db
+
+    # ------------------------------------------------------------------ publish / get
+
+    def publish(
+        self,
+        name: str,
+        kind: PipelineKind,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> PublishedPipeline:
+        """Publish ``name``; older published pipelines of that name are disabled.
+
+        ``parameters`` may hold ``config_file`` (a ParallelRunStep yml other than the repository's),
+        ``parallel_run_config`` (field overrides) and default run parameters (``mode``,
+        ``settings_file``). The resolved ParallelRunStep settings are stored with the pipeline.
+
+        Raises:
+            InvalidValue: a bad config file or parameter.
+        """
+        kind = PipelineKind(kind)
+        params = dict(parameters or {})
+        config = load_parallel_config(kind, params.pop("config_file", None))
+        overrides = params.pop("parallel_run_config", None) or {}
+        if not isinstance(overrides, Mapping):
+            raise InvalidValue("pipeline parameter 'parallel_run_config' must be a mapping of ParallelRunConfig fields")
+        config = config.replace(**overrides) if overrides else config
+        defaults = _run_parameters(kind, params, base={}) if params else {}
+        stored = {**defaults, "parallel_run_config": config.to_dict()}
+        pipeline_id = str(uuid.uuid4())
+        created = utc_now()
+        with self.db.transaction() as tx:
+            version = tx.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM pipelines WHERE name = ?",
+                                 (name,)).fetchone()[0]
+            tx.execute("UPDATE pipelines SET enabled = 0 WHERE name = ? AND enabled = 1", (name,))
+            tx.execute("INSERT INTO pipelines (pipeline_id, name, kind, version, created, parameters, description, "
+                       "enabled) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                       (pipeline_id, name, str(kind), version, created, dumps(stored), description))
+        log.info("published pipeline %s version %s (%s)", name, version, pipeline_id)
+        return PublishedPipeline(name=name, kind=kind, pipeline_id=pipeline_id, version=version, created=created,
+                                 parameters=stored, enabled=True)
+
+    def get(self, name: str) -> PublishedPipeline:
+        row = self.db.connection().execute(
+            "SELECT * FROM pipelines WHERE name = ? AND enabled = 1 ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no published pipeline is called {name!r}; publish it first "
+                           f"(the defaults {self._defaults_text()} are published on first submit)")
+        return _pipeline(row)
+
+    def list(self, *, name: str | None = None, enabled: bool | None = True) -> list[PublishedPipeline]:
+        """Published pipelines, by name then newest version first."""
+        where, args = [], []
+        if name is not None:
+            where.append("name = ?")
+            args.append(name)
+        if enabled is not None:
+            where.append("enabled = ?")
+            args.append(int(enabled))
+        sql = "SELECT * FROM pipelines" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_pipeline(r) for r in self.db.connection().execute(sql + " ORDER BY name, version DESC", args)]
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(
+        self,
+        name: str,
+        dataset: DatasetVersion,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Run:
+        """Record a queued run of ``name`` on ``dataset`` and start its runner; returns at once.
+
+        Raises:
+            NotFound: ``name`` is not published (and is not a default pipeline).
+            InvalidValue: a bad run parameter.
+        """
+        pipeline = self._published_or_default(name)
+        run_parameters = _run_parameters(pipeline.kind, parameters or {}, base=pipeline.parameters,
+                                         default_mode=self.ws.settings.training_mode, pin_schema=True)
+        run_id = str(uuid.uuid4())
+        run = Run(
+            run_id=run_id, pipeline=name, kind=pipeline.kind, experiment=name, status=RunStatus.QUEUED,
+            dataset_name=dataset.name, dataset_version=dataset.version, parameters=run_parameters,
+            tags={**{str(k): str(v) for k, v in (tags or {}).items()}, "manymodels_kind": str(pipeline.kind),
+                  "dataset_name": dataset.name, "dataset_version": str(dataset.version),
+                  "pipeline_id": pipeline.pipeline_id},
+            submitted=utc_now(), outputs={"run_dir": str(self.run_dir(run_id))},
+        )
+        created = self.ws.runs.create(run)
+        try:
+            self._start_runner(created)
+        except BaseException as e:  # a run nobody will execute must not stay queued
+            self.ws.runs.update(run_id, status=RunStatus.FAILED, ended=utc_now(),
+                                error=f"the runner process could not start: {type(e).__name__}: {e}")
+            raise
+        return created
+
+    def _published_or_default(self, name: str) -> PublishedPipeline:
+        try:
+            return self.get(name)
+        except NotFound:
+            kind = self._default_kind(name)
+            if kind is None:
+                raise
+        log.warning("pipeline %s was never published in %s: publishing it now from %s", name, self.ws.home,
+                    "pipelines/configuration")
+        return self.publish(name, kind, description=f"default {kind} pipeline (published on first submit)")
+
+    def _default_kind(self, name: str) -> PipelineKind | None:
+        settings = self.ws.settings
+        return {settings.training_pipeline_name: PipelineKind.TRAINING,
+                settings.forecasting_pipeline_name: PipelineKind.FORECASTING}.get(name)
+
+    def _defaults_text(self) -> str:
+        s = self.ws.settings
+        return f"{s.training_pipeline_name!r} and {s.forecasting_pipeline_name!r}"
+
+    # ------------------------------------------------------------------ runner processes
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.ws.home / "runs" / run_id
+
+    def _start_runner(self, run: Run) -> None:
+        folder = self.run_dir(run.run_id)
+        (folder / "logs").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["MANYMODELS_HOME"] = str(self.ws.home)
+        env["MANYMODELS_BACKEND"] = "local"
+        for variable, attribute in _PASSED_SETTINGS.items():
+            env[variable] = str(getattr(self.ws.settings, attribute))
+        cmd = [sys.executable, "-m", RUNNER_MODULE, "--home", str(self.ws.home), "--run-id", run.run_id]
+        with open(folder / "logs" / RUNNER_LOG, "ab") as out:
+            process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                       cwd=REPO_ROOT, env=env, start_new_session=True)
+        (folder / PID_FILE).write_text(str(process.pid))
+        # reap the child when it ends, so a long-lived submitter (the Function host) keeps no zombies
+        threading.Thread(target=process.wait, name=f"runner-{run.run_id[:8]}", daemon=True).start()
+        log.info("run %s of %s started: runner pid %s, log %s", run.run_id, run.pipeline, process.pid,
+                 folder / "logs" / RUNNER_LOG)
+
+    def runner_alive(self, run_id: str) -> bool | None:
+        """Whether the runner process of ``run_id`` still runs (None: it never recorded a pid)."""
+        pid = _runner_pid(self.run_dir(run_id))
+        return None if pid is None else _pid_runs(pid, run_id)
+
+    def reconcile(self, run_id: str) -> Run:
+        """Mark a run failed when it is not final and its runner process is gone (and publish
+        ``RunStatusChanged`` Failed). What the ``reconcile`` timer calls for local runs."""
+        run = self.ws.runs.get(run_id)
+        if run.status.is_final or self.runner_alive(run_id) is not False:
+            return run
+        final = self.ws.runs.update(run_id, status=RunStatus.FAILED, ended=utc_now(),
+                                    error="the runner process ended without finishing the run "
+                                          f"(killed?); see {self.run_dir(run_id) / 'logs' / RUNNER_LOG}")
+        self.ws.events.publish([workspace_events.run_failed(final)])
+        return final
+
+    def close(self) -> None:
+        """Runners are detached: they keep running (and finish their runs) after this process ends."""
+
+
+def _run_parameters(kind: PipelineKind, given: Mapping[str, Any], *, base: Mapping[str, Any],
+                    default_mode: str | None = None, pin_schema: bool = False) -> dict[str, Any]:
+    """Check parameters and merge them over the pipeline's defaults.
+
+    A run (``pin_schema``) always records the absolute schema file it ran with, and a training run
+    its mode (``default_mode`` is TRAINING_MODE).
+    """
+    allowed = ("mode", "settings_file", *RUN_OVERRIDABLE)
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise InvalidValue(f"unknown run parameter(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+    merged = {k: v for k, v in base.items() if k != "parallel_run_config"}
+    if kind == PipelineKind.TRAINING and (mode := given.get("mode", base.get("mode", default_mode))) is not None:
+        if str(mode).strip().lower() not in MODES:
+            raise InvalidValue(f"run parameter mode={mode!r} is not allowed: expected 'changed' or 'all'")
+        merged["mode"] = str(mode).strip().lower()
+    elif "mode" in given:
+        raise InvalidValue("run parameter 'mode' is for training pipelines; a forecasting run uses every file")
+    settings_file = given.get("settings_file", base.get("settings_file"))
+    if settings_file or pin_schema:
+        merged["settings_file"] = str(Path(settings_file or DEFAULT_SETTINGS_FILE).expanduser().resolve())
+        DatasetSchema.load(merged["settings_file"])  # a bad schema fails the submit, not the run
+    overrides = {k: given[k] for k in RUN_OVERRIDABLE if k in given}
+    snapshot = base.get("parallel_run_config")
+    if snapshot:
+        config = ParallelRunConfig.from_dict(snapshot, source="published pipeline")
+        merged["parallel_run_config"] = (config.replace(**overrides) if overrides else config).to_dict()
+    elif overrides:
+        raise InvalidValue("ParallelRunStep overrides need a published pipeline; publish it first")
+    return merged
+
+
+def _pipeline(row) -> PublishedPipeline:
+    return PublishedPipeline(name=row["name"], kind=PipelineKind(row["kind"]), pipeline_id=row["pipeline_id"],
+                             version=row["version"], created=row["created"], parameters=loads(row["parameters"]),
+                             enabled=bool(row["enabled"]))
+
+
+def _runner_pid(folder: Path) -> int | None:
+    try:
+        return int((folder / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_runs(pid: int, run_id: str) -> bool:
+    """True when ``pid`` is a live (not zombie) runner of ``run_id`` (a reused pid does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True  # no /proc (macOS): the pid exists, trust it
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and run_id in cmdline

@@ -1,0 +1,126 @@
+"""The local pipeline runner: one detached process per run, Azure ML's pipeline run on one machine.
+
+``python -m shared.workspace.local.runner --home HOME --run-id ID`` (spawned by
+:meth:`LocalPipelineStore.submit`) executes the run's steps (:mod:`runner_job`):
+
+1. inputs: the dataset version's files (only the changed ones with ``mode=changed``), downloaded
+   from Azurite when the datastore is a blob container;
+2. ParallelRunStep: :func:`partition` into mini-batches, worker processes running the entry script
+   (:mod:`runner_pool`), rows appended to ``parallel_run_step.txt``;
+3. training: bulk registration of the models manifest; forecasting: the predictions CSV, uploaded
+   to the predictions container;
+4. the run record (status, timings, counts, per-series failures) and the workspace events:
+   ``RunCompleted``, or ``RunStatusChanged`` with ``runStatus: Failed``. No ``ModelRegistered``
+   per model: thousands of them would flood the Function App, and ``RunCompleted`` already says
+   which models changed (the run id is a tag of each).
+
+This module stays light on purpose: it starts the worker processes first (they spend seconds
+importing the entry script's libraries) and only then imports the heavy steps, so both happen at
+the same time. The runner's pid is in ``run.outputs["runner_pid"]`` (and ``runner.pid`` in the run
+folder) so a reconciler can tell a dead runner. Run folder: ``<home>/runs/<id>/`` with ``logs/``
+(``runner.log`` + Azure ML's layout), ``outputs/``, ``inputs/``, ``parallel_run_step.txt`` and
+``results.json`` (failures and fallbacks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.errors import Conflict
+from shared.settings import Settings
+from shared.workspace.base import PipelineKind, Run, RunStatus
+from shared.workspace.local.db import connect, utc_now
+from shared.workspace.local.runner_pool import LocalParallelRun
+from shared.workspace.local.runs import LocalRunStore
+from shared.workspace.parallel_config import CONFIG_DIR, ParallelRunConfig, load_parallel_config
+
+log = logging.getLogger("manymodels.runner")
+
+RESULTS_FILE = "results.json"
+DEFAULT_SETTINGS_FILE = CONFIG_DIR / "script_settings.json"
+
+
+def run_dir(home: Path, run_id: str) -> Path:
+    return Path(home) / "runs" / run_id
+
+
+def run_config(run: Run) -> ParallelRunConfig:
+    """The ParallelRunStep settings the run was submitted with (published snapshot + overrides)."""
+    snapshot = run.parameters.get("parallel_run_config")
+    if snapshot:
+        return ParallelRunConfig.from_dict(snapshot, source=f"run {run.run_id} parameters")
+    return load_parallel_config(run.kind)
+
+
+def job_arguments(run: Run, home: Path) -> list[str]:
+    """The entry script's arguments (contracts §3)."""
+    settings_file = str(run.parameters.get("settings_file") or DEFAULT_SETTINGS_FILE)
+    common = ["--settings-file", settings_file, "--output-dir", str(run_dir(home, run.run_id) / "outputs")]
+    if run.kind == PipelineKind.TRAINING:
+        return [*common, "--run-id", run.run_id, "--dataset-version", str(run.dataset_version)]
+    return [*common, "--models-dir", str(Path(home) / "models")]
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _start(home: Path, run_id: str) -> tuple[Run, LocalParallelRun] | None:
+    """Mark the run running and start its worker processes; None when it is already final."""
+    runs = LocalRunStore(connect(home))
+    run = runs.get(run_id)
+    if run.status.is_final:
+        log.warning("run %s is already %s; nothing to do", run_id, run.status)
+        return None
+    try:
+        run = runs.update(run_id, status=RunStatus.RUNNING, started=utc_now(),
+                          outputs={"runner_pid": str(os.getpid()), "run_dir": str(run_dir(home, run_id))})
+    except Conflict:  # it ended meanwhile (canceled, reconciled)
+        return None
+    config = run_config(run)
+    pool = LocalParallelRun(config, script=config.entry_script_path(), arguments=job_arguments(run, home),
+                            run_dir=run_dir(home, run_id))
+    pool.start()
+    return run, pool
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.workspace.local.runner",
+                                     description="Execute one local pipeline run (started by pipelines.submit).")
+    parser.add_argument("--home", required=True, help="the local workspace directory (MANYMODELS_HOME)")
+    parser.add_argument("--run-id", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    home = Path(args.home).expanduser().resolve()
+    settings = Settings.from_env().replace(home=home)
+    started = _start(home, args.run_id)
+    if started is None:
+        return 0
+    run, pool = started
+    try:
+        from shared.workspace.local import runner_job
+        from shared.workspace.local.workspace import LocalWorkspace
+
+        workspace = LocalWorkspace(settings)
+    except BaseException as e:  # cannot even build the workspace: still end the run as failed
+        pool.close()
+        LocalRunStore(connect(home)).update(run.run_id, status=RunStatus.FAILED, ended=utc_now(),
+                                            error=f"the runner could not start: {type(e).__name__}: {e}")
+        raise
+    try:
+        final = runner_job.execute(workspace, run, pool)
+    finally:
+        workspace.close()
+    return 0 if final.status == RunStatus.COMPLETED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

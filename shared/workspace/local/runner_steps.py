@@ -1,0 +1,149 @@
+"""The steps after ParallelRunStep: what the run's rows mean, then registration or predictions.
+
+Training: the rows ``train.py`` returned give the counts and the per-series failures and
+fallbacks; the models manifest (``<output>/manifest/*.jsonl``, one file per worker process) is
+registered in bulk (contracts §3, §4). Forecasting: the ``ok`` rows become
+``forecasts_<YYYYMMDD>_<runid>.csv``, written to the run's outputs and uploaded to the predictions
+container.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shared.storage.account import StorageAccount
+from shared.storage.blobs import BlobStore
+from shared.workspace.base import ModelRegistry, NewModel, SeriesFailure
+from shared.workspace.local.runner_inputs import RunInputs
+from shared.workspace.local.runner_pool import ParallelOutcome
+
+log = logging.getLogger(__name__)
+
+REGISTER_CHUNK = 2000  # models per register_many call: big enough to be bulk, small enough to show progress
+_BOOKKEEPING = ("file", "status", "reason")
+
+
+@dataclass(slots=True)
+class RunRows:
+    """What the entry script said about every file/series of the run."""
+
+    frame: pd.DataFrame
+    failures: list[SeriesFailure] = field(default_factory=list)
+    fallback: list[dict[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def collect_rows(outcome: ParallelOutcome, inputs: RunInputs, *, series_of: Callable[[dict], str]) -> RunRows:
+    """Concatenate run() results and turn failure/fallback rows (and lost mini-batches) into records."""
+    frames = [r for _, r in sorted(outcome.results.items()) if isinstance(r, pd.DataFrame) and len(r)]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    names = inputs.name_of()
+    status = frame["status"].astype(str) if "status" in frame.columns else pd.Series("ok", index=frame.index)
+    rows = RunRows(frame=frame)
+    for record in frame[status == "failed"].to_dict("records"):
+        file = ";".join(names.get(part, part) for part in _text(record.get("file")).split(";"))
+        rows.failures.append(SeriesFailure(file=file, series=series_of(record),
+                                           reason=_text(record.get("reason")) or "failed (no reason given)"))
+    for record in frame[status == "fallback"].to_dict("records"):
+        rows.fallback.append({"series": series_of(record), "model_name": _text(record.get("model_name")),
+                              "model_type": _text(record.get("model_type")), "reason": _text(record.get("reason"))})
+    for lost in outcome.failed_batches:
+        rows.failures.extend(SeriesFailure(file=names.get(path, Path(path).name), series="",
+                                           reason=f"mini-batch failed after {lost.tries} tries: {lost.reason}")
+                             for path in lost.files)
+    rows.counts = {"files": len(inputs.files), "rows": len(frame), "succeeded": int((status == "ok").sum()),
+                   "fallback": len(rows.fallback), "failed": len(rows.failures)}
+    return rows
+
+
+def training_series(record: dict) -> str:
+    return _text(record.get("series")) or _text(record.get("model_name"))
+
+
+# --------------------------------------------------------------------------- training: registration
+
+
+def read_manifest(output_dir: Path, rows: pd.DataFrame) -> list[NewModel]:
+    """The models to register: manifest lines of series whose row is ok/fallback, one per name.
+
+    A mini-batch retried after a timeout may have written some lines twice (or half a line when
+    its process was killed): the last complete line of a name wins, broken lines are skipped.
+    """
+    wanted = None
+    if {"model_name", "status"} <= set(rows.columns):
+        wanted = set(rows.loc[rows["status"].astype(str).isin(["ok", "fallback"]), "model_name"].astype(str))
+    found: dict[str, NewModel] = {}
+    for manifest in sorted((output_dir / "manifest").glob("*.jsonl")):
+        for number, line in enumerate(manifest.read_text().splitlines(), 1):
+            model = _manifest_model(line, output_dir, f"{manifest.name}:{number}")
+            if model and (wanted is None or model.name in wanted):
+                found[model.name] = model
+    return [found[name] for name in sorted(found)]
+
+
+def _manifest_model(line: str, output_dir: Path, where: str) -> NewModel | None:
+    if not line.strip():
+        return None
+    try:
+        entry = json.loads(line)
+        path = Path(entry["path"])
+        return NewModel(name=str(entry["name"]), path=str(path if path.is_absolute() else output_dir / path),
+                        tags={str(k): str(v) for k, v in (entry.get("tags") or {}).items()},
+                        properties={str(k): _text(v) for k, v in (entry.get("properties") or {}).items()})
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        log.warning("skipped a broken models manifest line %s (%s)", where, e)
+        return None
+
+
+def register(registry: ModelRegistry, models: list[NewModel], *, progress: Callable[[int], None]) -> int:
+    """Register ``models`` in bulk (a few big ``register_many`` calls); returns how many."""
+    done = 0
+    for chunk in _chunks(models, REGISTER_CHUNK):
+        done += len(registry.register_many(chunk))
+        progress(done)
+    return done
+
+
+def _chunks(items: list[NewModel], size: int) -> Iterable[list[NewModel]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+# --------------------------------------------------------------------------- forecasting: predictions
+
+
+def prediction_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ok rows, with the columns ``forecast.py`` writes (without file/status/reason)."""
+    if frame.empty:
+        return frame
+    ok = frame[frame["status"].astype(str) == "ok"] if "status" in frame.columns else frame
+    return ok.drop(columns=[c for c in _BOOKKEEPING if c in ok.columns])
+
+
+def write_predictions(rows: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    rows.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def upload_predictions(storage: StorageAccount, container: str, path: Path) -> str:
+    """Upload the predictions file; returns ``<container>/<blob>``."""
+    store = BlobStore(storage, container)
+    store.ensure_container()
+    store.upload_file(path.name, path)
+    return f"{container}/{path.name}"

@@ -1,0 +1,218 @@
+"""One local scoring service process: azureml-inference-server-http on 127.0.0.1.
+
+``azmlinfsrv`` always binds ``0.0.0.0``; the launcher below runs the very same server
+(``azureml_inference_server_http.amlserver.run``) with its host set to ``127.0.0.1`` and takes the
+``azmlinfsrv`` command-line flags unchanged. It runs with ``python -c`` from the scoring
+directory, which becomes the app root as in an Azure ML container, so nothing of ``shared`` is
+importable by the scoring script.
+
+Every service listens on two ports: its stable scoring port, opened with ``SO_REUSEPORT`` so a
+new process can open it while the old one still answers (a rolling restart keeps the endpoint),
+and a private health port that only this process owns (so a health check never reaches the old
+process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.errors import OperationTimeout, Unavailable
+
+HOST = "127.0.0.1"
+REQUEST_LOG_ENV = "MANYMODELS_REQUEST_LOG"  # "true": log every request in the service's log
+MARKER = "manymodels-local-service"
+LAUNCHER = (
+    f"# {MARKER}\n"
+    "import sys\n"
+    "from azureml_inference_server_http import amlserver\n"
+    f"amlserver.DEFAULT_HOST = {HOST!r}\n"
+    "sys.argv[0] = 'azmlinfsrv'\n"
+    "sys.exit(amlserver.run())\n"
+)
+# Variables of the parent that must not leak into a service (they would change what it serves).
+_DROP_ENV = ("AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "AML_APP_ROOT", "SERVER_PORT", "HEALTH_PORT",
+             "GUNICORN_CMD_ARGS", "WORKER_COUNT", "AZUREML_CONFIG_FILE")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """What the services table keeps of a running service (never a key)."""
+
+    pid: int
+    port: int
+    health_port: int
+    entry_script: str
+    app_root: str
+    model_dir: str
+    log: str
+    started: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProcessInfo | None:
+        try:
+            return cls(int(data["pid"]), int(data["port"]), int(data["health_port"]), str(data["entry_script"]),
+                       str(data["app_root"]), str(data["model_dir"]), str(data.get("log", "")),
+                       float(data.get("started", 0)))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def start(*, entry_script: Path, model_dir: Path, port: int, health_port: int, log_file: Path,
+          environment: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start the server in its own session (it outlives the CLI); returns at once."""
+    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    env.update(environment)
+    gunicorn_args = environment.get("GUNICORN_CMD_ARGS", "")
+    # --no-control-socket: gunicorn 27 would share one control socket (~/.gunicorn/gunicorn.ctl) between
+    # every service; --reuse-port: the rolling restart opens the port beside the old process.
+    env["GUNICORN_CMD_ARGS"] = f"{gunicorn_args} --reuse-port --graceful-timeout 5 --no-control-socket".strip()
+    env["SEPERATE_HEALTH_ENDPOINT"] = "true"  # (sic) the server's name for a second listening port
+    env.setdefault("WORKER_COUNT", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    app_root = entry_script.parent
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The server reads logging.json from its app root: a per-service one keeps the per-request lines
+    # (three log records a call, a measurable share of a local call's CPU) out unless asked for.
+    # The scoring directory stays importable: it is the working directory.
+    env["AML_APP_ROOT"] = str(_logging_root(log_file.parent, request_log=_truthy(environment.get(REQUEST_LOG_ENV))))
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, "--entry_script", str(entry_script), "--model_dir", str(model_dir),
+             "--port", str(port), "--health_port", str(health_port)],
+            cwd=app_root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _logging_root(folder: Path, *, request_log: bool) -> Path:
+    import azureml_inference_server_http
+
+    config = json.loads((Path(azureml_inference_server_http.__file__).parent / "logging.json").read_text())
+    if not request_log:
+        config["loggers"]["azmlinfsrv"]["level"] = "WARNING"
+        config["loggers"]["gunicorn.access"]["level"] = "WARNING"
+    root = folder / "app"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "logging.json").write_text(json.dumps(config, indent=1))
+    return root
+
+
+def is_alive(pid: int) -> bool:
+    """True when ``pid`` is a running process of ours (a reaped zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # someone else's process reusing the pid
+    return _is_ours(pid)
+
+
+def _is_ours(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc (macOS): trust the pid
+    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+        return False  # a zombie: exited, not yet reaped by its parent
+    # The command line is briefly empty while a just-started process execs: still ours.
+    return not cmdline or MARKER.encode() in cmdline
+
+
+def wait_healthy(proc_pid: int, health_port: int, *, timeout: float, log_file: Path | None = None) -> None:
+    """Wait until the process answers on its private health port (its ``init()`` has run)."""
+    deadline = time.monotonic() + timeout
+    url = f"http://{HOST}:{health_port}/"
+    while True:
+        if not is_alive(proc_pid):
+            raise Unavailable(f"scoring service process {proc_pid} exited while starting: see "
+                              f"{log_file or 'its log'}{_tail(log_file)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise OperationTimeout(f"scoring service process {proc_pid} did not answer on {url} within "
+                                   f"{timeout:.0f}s: see {log_file or 'its log'}{_tail(log_file)}")
+        time.sleep(0.1)
+
+
+def _tail(log_file: Path | None, lines: int = 8) -> str:
+    if log_file is None or not log_file.exists():
+        return ""
+    text = log_file.read_text(errors="replace").splitlines()[-lines:]
+    return "\n  " + "\n  ".join(text) if text else ""
+
+
+def stop(pid: int, *, timeout: float = 15.0, wait: bool = True) -> None:
+    """Stop the service's process group (gunicorn master and its worker): TERM, then KILL.
+
+    TERM is gunicorn's graceful stop: requests in flight finish (up to ``--graceful-timeout``).
+    With ``wait=False`` it only asks, for a rolling restart that need not wait for the old process.
+    """
+    if not is_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, 0)
+
+
+def describe(info: ProcessInfo) -> str:
+    return json.dumps(info.to_dict(), sort_keys=True)

@@ -1,0 +1,91 @@
+"""The scripts of the Azure ML pipelines' own steps (pipelines/aml/steps), run on plain files."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.aml.steps import copy_predictions, register_models
+
+
+def _manifest(out: Path) -> None:
+    (out / "manifest").mkdir(parents=True)
+    (out / "models" / "lr_a").mkdir(parents=True)
+    (out / "models" / "lr_a" / "model.json").write_text("{}")
+    (out / "manifest" / "11.jsonl").write_text(
+        json.dumps({"name": "lr_a", "path": "/other/node/models/lr_a", "tags": {"Store": 1}, "properties": {}})
+        + "\nnot json\n\n" + json.dumps({"name": "lr_b", "path": "", "tags": {}}) + "\n")
+    (out / "manifest" / "12.jsonl").write_text(json.dumps({"name": "lr_c", "path": "", "tags": {}}) + "\n")
+
+
+def test_manifest_is_read_from_every_worker_file_skipping_bad_lines(tmp_path):
+    _manifest(tmp_path)
+    entries = register_models.read_manifest(tmp_path)
+    assert [e["name"] for e in entries] == ["lr_a", "lr_b", "lr_c"]
+    assert register_models.artifact_dir(entries[0], tmp_path) == tmp_path / "models" / "lr_a"
+    tags = register_models.model_tags(entries[0], run_id="pipe-1", dataset_version="3")
+    assert tags == {"Store": "1", "RunId": "pipe-1", "DatasetVersion": "3"}
+
+
+def test_one_failed_registration_does_not_stop_the_others(tmp_path):
+    entries = [{"name": n} for n in ("lr_a", "lr_bad", "lr_c")]
+
+    def register(entry):
+        if entry["name"] == "lr_bad":
+            raise RuntimeError("service said no")
+        return 7
+
+    registered, failed = register_models.register_all(entries, register, workers=2)
+    assert registered == [("lr_a", 7), ("lr_c", 7)]
+    assert failed == [("lr_bad", "RuntimeError: service said no")]
+
+
+def test_models_are_copied_to_the_store_in_the_registered_model_layout(tmp_path):
+    source = tmp_path / "lr_a"
+    source.mkdir()
+    (source / "model.json").write_text("{}")
+    register_models.copy_to_store(source, tmp_path / "store", "lr_a", 3)
+    assert (tmp_path / "store" / "lr_a" / "3" / "model.json").is_file()
+
+
+def test_predictions_keep_ok_rows_and_handle_quoted_reasons_and_the_target(tmp_path):
+    rows = pd.DataFrame([
+        ["2020-01-02", 10.5, 11, 1000, "dominicks", "a.csv", "ok", ""],
+        ["2020-01-09", None, None, 1001, "tropicana", "b.csv", "failed", "no model for series 1001 tropicana"],
+    ])
+    rows_without_target = pd.DataFrame([["2020-01-16", 9.0, 1002, "minute.maid", "c.csv", "ok", ""]])
+    path = tmp_path / "parallel_run_step.txt"
+    # ParallelRunStep's append_row: space-separated, no header, one call per mini-batch
+    rows.to_csv(path, sep=" ", header=False, index=False)
+    with path.open("a") as f:
+        rows_without_target.to_csv(f, sep=" ", header=False, index=False)
+
+    header, parsed = copy_predictions.read_rows(path, timestamp="WeekStarting", target="Quantity",
+                                                ids=["Store", "Brand"])
+    keep, ok, failed = copy_predictions.split(header, parsed)
+
+    assert keep == ["WeekStarting", "Prediction", "Quantity", "Store", "Brand"]
+    assert ok == [["2020-01-02", "10.5", "11.0", "1000", "dominicks"], ["2020-01-16", "9.0", "", "1002", "minute.maid"]]
+    assert failed[0]["reason"] == "no model for series 1001 tropicana"
+    out = tmp_path / "out" / copy_predictions.output_name("run-1", datetime(2026, 3, 4, tzinfo=UTC))
+    copy_predictions.write_csv(out, keep, ok)
+    assert out.name == "forecasts_20260304_run-1.csv"
+    assert list(pd.read_csv(out).columns) == keep
+
+
+def test_training_summary_counts_statuses_and_records_failures(tmp_path):
+    rows = pd.DataFrame([
+        ["a.csv", "1000 dominicks", "lr_dominicks_1000", "ok", "lr", "", "/o/m", 1, 1, 1, 0.1],
+        ["b.csv", "1001 dominicks", "lr_dominicks_1001", "fallback", "naive", "too short", "/o/m", 1, 1, 1, 0.1],
+        ["c.csv", "", "", "failed", "", "unparsable date 'x'", "", None, None, None, None],
+    ])
+    path = tmp_path / "parallel_run_step.txt"
+    rows.to_csv(path, sep=" ", header=False, index=False)
+
+    counts, failures = register_models.summarise_training(path)
+
+    assert counts == {"series": 3, "failed": 1, "fallback": 1}
+    assert failures == [{"file": "c.csv", "series": "", "reason": "unparsable date 'x'"}]

@@ -1,0 +1,99 @@
+"""What the local runner makes of run() results: failures, fallbacks, the manifest, predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.errors import InvalidValue
+from shared.workspace.base import DatasetFile, DatasetMode, DatasetVersion, SeriesFailure
+from shared.workspace.local.runner_inputs import RunInputs, select
+from shared.workspace.local.runner_pool import MiniBatchFailure, ParallelOutcome, count_failed_rows
+from shared.workspace.local.runner_steps import collect_rows, prediction_rows, read_manifest, training_series
+
+
+def _inputs(*names: str) -> RunInputs:
+    files = tuple(DatasetFile(name=n, path=f"train/b1/{n}", etag="e", size=1) for n in names)
+    return RunInputs(files, tuple(f"/tmp/run/inputs/train/b1/{n}" for n in names))
+
+
+def _train_rows(*rows: tuple[str, str, str, str]) -> pd.DataFrame:
+    return pd.DataFrame([{"file": f, "series": s, "model_name": f"lr_{s}" if s else "", "status": st,
+                          "model_type": "lr", "reason": r, "path": "", "mse": np.nan} for f, s, st, r in rows])
+
+
+def test_failure_and_fallback_rows_and_lost_mini_batches_become_records() -> None:
+    inputs = _inputs("a.csv", "b.csv", "c.csv", "d.csv", "e.csv")
+    outcome = ParallelOutcome(
+        results={0: _train_rows(("/tmp/run/inputs/train/b1/a.csv", "a", "ok", ""),
+                                ("/tmp/run/inputs/train/b1/b.csv", "b", "fallback", "too short")),
+                 1: _train_rows(("/tmp/run/inputs/train/b1/c.csv", "", "failed", "cannot be read as CSV"))},
+        failed_batches=[MiniBatchFailure(2, ("/tmp/run/inputs/train/b1/d.csv", "/tmp/run/inputs/train/b1/e.csv"),
+                                         "run() raised MemoryError", 2)])
+    rows = collect_rows(outcome, inputs, series_of=training_series)
+
+    assert rows.failures == [
+        SeriesFailure("c.csv", "", "cannot be read as CSV"),
+        SeriesFailure("d.csv", "", "mini-batch failed after 2 tries: run() raised MemoryError"),
+        SeriesFailure("e.csv", "", "mini-batch failed after 2 tries: run() raised MemoryError"),
+    ]
+    assert rows.fallback == [{"series": "b", "model_name": "lr_b", "model_type": "lr", "reason": "too short"}]
+    assert rows.counts == {"files": 5, "rows": 3, "succeeded": 1, "fallback": 1, "failed": 3}
+
+
+def test_a_failure_row_without_reason_still_says_it_failed() -> None:
+    outcome = ParallelOutcome(results={0: _train_rows(("a.csv", "a", "failed", ""))})
+    rows = collect_rows(outcome, _inputs("a.csv"), series_of=training_series)
+    assert rows.failures == [SeriesFailure("a.csv", "a", "failed (no reason given)")]
+
+
+def test_count_failed_rows() -> None:
+    assert count_failed_rows(_train_rows(("a", "a", "ok", ""), ("b", "b", "failed", "x"))) == 1
+    assert count_failed_rows(["a line", "another"]) == 0  # plain append_row output has no status
+
+
+def _manifest(folder: Path, pid: int, *lines: str) -> None:
+    (folder / "manifest").mkdir(parents=True, exist_ok=True)
+    with open(folder / "manifest" / f"{pid}.jsonl", "a") as f:
+        f.writelines(line + "\n" for line in lines)
+
+
+def _entry(name: str, path: str, **tags: str) -> str:
+    return json.dumps({"name": name, "path": path, "tags": tags, "properties": {"mse": 1.5}})
+
+
+def test_manifest_keeps_one_entry_per_model_of_an_ok_or_fallback_row(tmp_path: Path) -> None:
+    _manifest(tmp_path, 11, _entry("lr_a", "models/lr_a", RunId="r1"), _entry("lr_b", str(tmp_path / "b")),
+              '{"name": "lr_c", "pa')  # a process killed while writing: half a line
+    _manifest(tmp_path, 12, _entry("lr_a", "models/lr_a", RunId="r1-retry"), _entry("lr_x", "models/lr_x"))
+    rows = _train_rows(("a", "a", "ok", ""), ("b", "b", "fallback", "constant"), ("x", "x", "failed", "bad"))
+
+    models = read_manifest(tmp_path, rows)
+
+    assert [m.name for m in models] == ["lr_a", "lr_b"]  # lr_x's row failed; lr_c's line is broken
+    assert models[0].path == str(tmp_path / "models" / "lr_a") and models[0].tags == {"RunId": "r1-retry"}
+    assert models[1].path == str(tmp_path / "b") and models[1].properties == {"mse": "1.5"}
+
+
+def test_prediction_rows_keep_only_ok_rows_without_bookkeeping() -> None:
+    frame = pd.DataFrame({"WeekStarting": ["1992-05-28", None], "Prediction": [10.0, np.nan], "Store": [1, 2],
+                          "Brand": ["a", "b"], "file": ["x", "y"], "status": ["ok", "failed"], "reason": ["", "no"]})
+    out = prediction_rows(frame)
+    assert list(out.columns) == ["WeekStarting", "Prediction", "Store", "Brand"] and len(out) == 1
+
+
+def _dataset(changed: tuple[str, ...]) -> DatasetVersion:
+    files = tuple(DatasetFile(name=n, path=n, etag="e", size=1) for n in ("a.csv", "b.csv", "c.csv"))
+    return DatasetVersion("train", 2, "file:///data", files, changed, DatasetMode.FULL, {}, "")
+
+
+def test_mode_changed_selects_only_changed_files() -> None:
+    assert [f.name for f in select(_dataset(("b.csv",)), mode="changed")] == ["b.csv"]
+    assert [f.name for f in select(_dataset(("b.csv",)), mode="all")] == ["a.csv", "b.csv", "c.csv"]
+    assert select(_dataset(()), mode="changed") == []
+    with pytest.raises(InvalidValue, match="mode='some'"):
+        select(_dataset(()), mode="some")
