@@ -9,7 +9,8 @@ stopped at the end.
     .venv/bin/python benchmarks/scoring_latency.py --models 1000 --json
 
 Last line: ``{"models", "groups", "direct_p50_ms", "direct_p99_ms", "routed_p50_ms", "routed_p99_ms",
-"routed_rps", ...}``.
+"routed_rps", ...}`` plus the CPU each request cost the router and the groups (machine-load
+independent) and the 1-minute load average (this machine is shared: latency depends on it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import http.client
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -123,6 +125,20 @@ def measure(client: Client, calls: list[tuple[str, bytes]], concurrency: int) ->
     return latencies, time.perf_counter() - started
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time used so far by these service processes and their workers (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            for p in [pid, *map(int, children)]:
+                fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+                total += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -153,6 +169,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             groups = [g for g in result.plan.groups]
             service_of = {m.name: workspace.services.get(g.service).scoring_uri for g in groups for m in g.models}
             router = result.router.scoring_uri
+            router_pids = [workspace.services.process_info(result.router.name).pid]
+            group_pids = [workspace.services.process_info(g.service).pid for g in groups]
+            cpu = {"router_routed": 0.0, "groups_routed": 0.0, "groups_direct": 0.0, "client_routed": 0.0}
             rng = random.Random(0)
             stores = [r.name.rsplit("_", 1)[1] for r in records]
             client = Client()
@@ -169,12 +188,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 calls_direct = [(service_of[f"lr_dominicks_{s}"], body(s)) for s in picks]
                 calls_routed = [(router, body(s)) for s in picks]
                 for mode in (("direct", "routed") if round_ % 2 == 0 else ("routed", "direct")):
+                    r0, g0, c0 = cpu_seconds(router_pids), cpu_seconds(group_pids), time.process_time()
                     if mode == "direct":
                         direct += measure(client, calls_direct, args.concurrency)[0]
+                        cpu["groups_direct"] += cpu_seconds(group_pids) - g0
                     else:
                         latencies, seconds = measure(client, calls_routed, args.concurrency)
                         routed += latencies
                         routed_seconds += seconds
+                        cpu["router_routed"] += cpu_seconds(router_pids) - r0
+                        cpu["groups_routed"] += cpu_seconds(group_pids) - g0
+                        cpu["client_routed"] += time.process_time() - c0
         finally:
             workspace.services.delete_all()
             workspace.close()
@@ -186,6 +210,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "routed_rps": round(len(routed) / routed_seconds, 1),
         "routed_over_direct_p50": round(statistics.median(routed) / statistics.median(direct), 2),
         "requests_per_mode": len(routed), "concurrency": args.concurrency, "deploy_seconds": round(deploy_seconds, 1),
+        # CPU per request, independent of what else the machine runs: where a routed call's time goes
+        "group_cpu_ms_per_direct_request": round(cpu["groups_direct"] / len(direct) * 1000, 3),
+        "router_cpu_ms_per_routed_request": round(cpu["router_routed"] / len(routed) * 1000, 3),
+        "group_cpu_ms_per_routed_request": round(cpu["groups_routed"] / len(routed) * 1000, 3),
+        # this process's own threads (the HTTP client); with 8 calls in flight on 2 cores, the routed
+        # latency is about 4 x the sum of the three
+        "client_cpu_ms_per_routed_request": round(cpu["client_routed"] / len(routed) * 1000, 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(out))
     return out

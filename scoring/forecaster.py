@@ -264,9 +264,20 @@ def _read_one(path: str, settings: ScriptSettings, tables: list[pd.DataFrame],
 def _factorize_ids(ids: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Series code per row and the id values of each code (one factorisation per id column)."""
     per_column = [pd.factorize(ids[c]) for c in ids.columns]
-    stacked = np.column_stack([codes for codes, _ in per_column])
-    keys, codes = np.unique(stacked, axis=0, return_inverse=True)
-    uniques = [tuple(str(values[i]) for (_, values), i in zip(per_column, key, strict=True)) for key in keys]
+    sizes = [max(len(values), 1) for _, values in per_column]
+    if math.prod(sizes) < 2 ** 62:
+        # One integer per id combination (the first column most significant): a plain sort, same order.
+        combined = np.zeros(len(ids), dtype=np.int64)
+        for (codes, _), size in zip(per_column, sizes, strict=True):
+            combined = combined * size + codes
+        found, codes = np.unique(combined, return_inverse=True)
+        keys = np.empty((len(found), len(sizes)), dtype=np.int64)
+        for j in range(len(sizes) - 1, -1, -1):
+            found, keys[:, j] = np.divmod(found, sizes[j])
+    else:
+        keys, codes = np.unique(np.column_stack([c for c, _ in per_column]), axis=0, return_inverse=True)
+    names = [[str(v) for v in values] for _, values in per_column]
+    uniques = [tuple(names[j][i] for j, i in enumerate(key)) for key in keys.tolist()]
     return codes.ravel(), uniques
 
 
@@ -290,8 +301,10 @@ def split_series(frame: pd.DataFrame, settings: ScriptSettings, *, exog_columns:
     if absent:
         raise SeriesError(f"missing feature column(s) {', '.join(absent)} the model needs")
     failures: list[SeriesFailure] = []
-    ids = frame[list(settings.id_columns)].astype("string")
-    no_id = ids.isna().any(axis=1).to_numpy()
+    ids = frame[list(settings.id_columns)]
+    if not all(dtype == "string" for dtype in ids.dtypes):  # read_tables already gives text ids
+        ids = ids.astype("string")
+    no_id = np.logical_or.reduce([ids[c].isna().to_numpy() for c in ids.columns])
     if no_id.any():
         failures.append(SeriesFailure({}, f"{int(no_id.sum())} row(s) without a value in "
                                           f"{'/'.join(settings.id_columns)}"))
@@ -305,75 +318,167 @@ def split_series(frame: pd.DataFrame, settings: ScriptSettings, *, exog_columns:
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
 
     raw_time = frame[settings.timestamp_column]
-    times = pd.to_datetime(raw_time, errors="coerce", format="mixed")
-    times_ns = times.to_numpy(dtype="datetime64[ns]")
+    weeks, times_ns, positions = _calendar_positions(raw_time, settings.freq)
     series_notes: list[str] = []
     target = (_to_float(frame[settings.target_column], settings.target_column, series_notes) if require_target
               else np.full(len(frame), np.nan))
     exog_values = np.column_stack([_to_float(frame[c], c, series_notes) for c in exog]) if exog else \
         np.empty((len(frame), 0))
-    # Note which series a parse problem belongs to: recompute per series below (cheap: only when notes exist).
-    has_notes = bool(series_notes)
 
-    offset = pd.tseries.frequencies.to_offset(settings.freq)
-    valid_times = times.dropna()
-    if len(valid_times):
-        uniq = pd.DatetimeIndex(valid_times.unique())
-        on_calendar = np.fromiter((offset.is_on_offset(t) for t in uniq), bool, len(uniq))
-        weeks = pd.date_range(uniq.min(), uniq.max(), freq=offset) if on_calendar.any() else pd.DatetimeIndex([])
-        positions = weeks.get_indexer(pd.DatetimeIndex(times_ns))
-    else:
-        weeks = pd.DatetimeIndex([])
-        positions = np.full(len(frame), -1)
     file_codes, file_names = pd.factorize(frame[file_column]) if file_column else (None, None)
-    tag_values = {c: frame[c].astype("string").to_numpy() for c in settings.tag_columns if c in frame.columns}
-
+    table = _Table(frame, settings, exog, require_target, raw_time, times_ns, weeks, positions, file_codes,
+                   file_names, order, bounds)
+    good, first, last = _usable_series(codes, positions, times_ns, order, bounds)
+    # Series with a bad date are rare: find out which check fails (and its message) one by one.
+    for k in np.flatnonzero(~good):
+        failures.append(table.failure(int(k), dict(zip(settings.id_columns, uniques[k], strict=True))))
+    kept = np.flatnonzero(good)
+    if not len(kept):
+        return [], failures
+    y_flat, x_flat, offsets = _fill(kept, codes, positions, first, last, target, exog_values, len(uniques))
+    first_rows = order[bounds[kept]]
+    tag_columns = [c for c in settings.tag_columns if c in frame.columns]
+    tag_lists = [[str(v) for v in frame[c].array.take(first_rows).tolist()] for c in tag_columns]
+    files = table.files(kept)
+    starts = list(weeks[first[kept]])
+    ends = list(weeks[last[kept]])
+    has_notes = bool(series_notes)
     series: list[Series] = []
-    for k, key in enumerate(uniques):
-        rows = order[bounds[k]:bounds[k + 1]]
-        key_ids = dict(zip(settings.id_columns, key, strict=True))
-        row_files = tuple(str(file_names[c]) for c in dict.fromkeys(file_codes[rows])) if file_column else ()
-        pos = positions[rows]
-        bad_time = np.isnat(times_ns[rows])
+    for j, k in enumerate(kept.tolist()):
+        a, b = offsets[j], offsets[j + 1]
+        notes = table.notes(k) if has_notes else ()
+        series.append(Series(dict(zip(settings.id_columns, uniques[k], strict=True)), starts[j], ends[j],
+                             y_flat[a:b], x_flat[a:b], {c: values[j] for c, values in zip(tag_columns, tag_lists,
+                                                                                          strict=True)},
+                             files[j], notes))
+    return series, failures
+
+
+def _calendar_positions(raw_time: pd.Series, freq: str) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """The regular calendar from the first to the last valid timestamp; each row's time and position on it (-1: none).
+
+    Each distinct timestamp text is parsed once (thousands of series share a few hundred weeks).
+    """
+    codes, distinct = pd.factorize(raw_time)
+    parsed = pd.DatetimeIndex(pd.to_datetime(pd.Series(distinct, dtype=object), errors="coerce", format="mixed"))
+    parsed_ns = np.append(parsed.to_numpy(dtype="datetime64[ns]"), np.datetime64("NaT", "ns"))
+    times_ns = parsed_ns[codes]  # code -1 (a missing value) picks the NaT appended last
+    valid = parsed.dropna().unique()
+    if not len(valid):
+        return pd.DatetimeIndex([]), times_ns, np.full(len(times_ns), -1)
+    offset = offset_of(freq)
+    on_calendar = np.fromiter((offset.is_on_offset(t) for t in valid), bool, len(valid))
+    weeks = _date_range(valid.min(), valid.max(), freq) if on_calendar.any() else pd.DatetimeIndex([])
+    found = np.append(weeks.get_indexer(parsed), -1)
+    return weeks, times_ns, found[codes]
+
+
+def _usable_series(codes: np.ndarray, positions: np.ndarray, times_ns: np.ndarray, order: np.ndarray,
+                   bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per series (vectorised over all rows): whether every date is usable, first and last calendar position.
+
+    Unusable: a date that does not parse or is off the calendar, a week given twice, or a span
+    far longer than the rows (a stray date would blow up the packed arrays).
+    """
+    n = len(bounds) - 1
+    bad = np.bincount(codes[np.isnat(times_ns) | (positions < 0)], minlength=n) > 0
+    by_week = np.lexsort((positions, codes))
+    same = (codes[by_week][1:] == codes[by_week][:-1]) & (positions[by_week][1:] == positions[by_week][:-1])
+    bad |= np.bincount(codes[by_week][1:][same], minlength=n) > 0
+    grouped = positions[order]
+    first = np.minimum.reduceat(grouped, bounds[:-1]) if n else np.empty(0, int)
+    last = np.maximum.reduceat(grouped, bounds[:-1]) if n else np.empty(0, int)
+    bad |= last - first + 1 > MAX_SPAN_FACTOR * np.diff(bounds) + SEASON
+    return ~bad, first, last
+
+
+def _fill(kept: np.ndarray, codes: np.ndarray, positions: np.ndarray, first: np.ndarray, last: np.ndarray,
+          target: np.ndarray, exog: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every kept series on its calendar, end to end in one buffer (NaN in gaps); series j is rows
+    ``offsets[j]:offsets[j + 1]``."""
+    spans = last[kept] - first[kept] + 1
+    offsets = np.zeros(len(kept) + 1, dtype=np.intp)
+    np.cumsum(spans, out=offsets[1:])
+    slot = np.full(n, -1, dtype=np.intp)
+    slot[kept] = np.arange(len(kept))
+    rows = np.flatnonzero(slot[codes] >= 0)
+    j = slot[codes[rows]]
+    at = offsets[j] + positions[rows] - first[kept][j]
+    y = np.full(offsets[-1], np.nan)
+    y[at] = target[rows]
+    x = np.full((offsets[-1], exog.shape[1]), np.nan)
+    x[at] = exog[rows]
+    return y, x, offsets
+
+
+@dataclass(slots=True)
+class _Table:
+    """The parsed columns of one table, for the per-series details that are only needed now and then."""
+
+    frame: pd.DataFrame
+    settings: ScriptSettings
+    exog: list[str]
+    require_target: bool
+    raw_time: pd.Series
+    times_ns: np.ndarray
+    weeks: pd.DatetimeIndex
+    positions: np.ndarray
+    file_codes: np.ndarray | None
+    file_names: Any
+    order: np.ndarray
+    bounds: np.ndarray
+
+    def rows(self, k: int) -> np.ndarray:
+        return self.order[self.bounds[k]:self.bounds[k + 1]]
+
+    def row_files(self, rows: np.ndarray) -> tuple[str, ...]:
+        if self.file_codes is None:
+            return ()
+        return tuple(str(self.file_names[c]) for c in dict.fromkeys(self.file_codes[rows]))
+
+    def files(self, kept: np.ndarray) -> list[tuple[str, ...]]:
+        """The files of each kept series, in order of appearance (one file per series is the usual case)."""
+        if self.file_codes is None:
+            return [()] * len(kept)
+        grouped = self.file_codes[self.order]
+        low = np.minimum.reduceat(grouped, self.bounds[:-1])[kept]
+        high = np.maximum.reduceat(grouped, self.bounds[:-1])[kept]
+        names = [str(f) for f in self.file_names]
+        return [(names[lo],) if lo == hi else self.row_files(self.rows(k))
+                for k, lo, hi in zip(kept.tolist(), low.tolist(), high.tolist(), strict=True)]
+
+    def notes(self, k: int) -> tuple[str, ...]:
+        """Parse problems of series ``k``'s own rows (used in its fallback reason)."""
+        local: list[str] = []
+        sub = self.frame.iloc[self.rows(k)]
+        if self.require_target:
+            _to_float(sub[self.settings.target_column], self.settings.target_column, local)
+        for c in self.exog:
+            _to_float(sub[c], c, local)
+        return tuple(local)
+
+    def failure(self, k: int, key_ids: dict[str, str]) -> SeriesFailure:
+        """Why series ``k`` cannot be used (the first of its date problems)."""
+        settings, rows = self.settings, self.rows(k)
+        row_files = self.row_files(rows)
+        pos = self.positions[rows]
+        bad_time = np.isnat(self.times_ns[rows])
         if bad_time.any():
-            sample = raw_time.iloc[rows[bad_time][0]]
-            failures.append(SeriesFailure(key_ids, f"{int(bad_time.sum())} unparsable value(s) in "
-                                                   f"{settings.timestamp_column} (e.g. {sample!r}); expected dates "
-                                                   "like 1990-06-14", row_files))
-            continue
+            sample = self.raw_time.iloc[rows[bad_time][0]]
+            return SeriesFailure(key_ids, f"{int(bad_time.sum())} unparsable value(s) in {settings.timestamp_column} "
+                                          f"(e.g. {sample!r}); expected dates like 1990-06-14", row_files)
         if (pos < 0).any():
-            sample = pd.Timestamp(times_ns[rows][pos < 0][0]).date()
-            failures.append(SeriesFailure(key_ids, f"{settings.timestamp_column} {sample} is not on the "
-                                                   f"{settings.freq} calendar the settings require", row_files))
-            continue
+            sample = pd.Timestamp(self.times_ns[rows][pos < 0][0]).date()
+            return SeriesFailure(key_ids, f"{settings.timestamp_column} {sample} is not on the {settings.freq} "
+                                          "calendar the settings require", row_files)
         if len(np.unique(pos)) != len(pos):
             dup = pd.Series(pos).duplicated()
-            sample = weeks[pos[dup.to_numpy()][0]].date()
-            failures.append(SeriesFailure(key_ids, f"{settings.timestamp_column} {sample} appears more than once",
-                                          row_files))
-            continue
+            sample = self.weeks[pos[dup.to_numpy()][0]].date()
+            return SeriesFailure(key_ids, f"{settings.timestamp_column} {sample} appears more than once", row_files)
         first, last = pos.min(), pos.max()
-        if last - first + 1 > MAX_SPAN_FACTOR * len(rows) + SEASON:  # a stray date would blow up the packed arrays
-            failures.append(SeriesFailure(key_ids, f"{len(rows)} rows spread over {last - first + 1} weeks "
-                                                   f"({weeks[first].date()} to {weeks[last].date()}): check "
-                                                   f"{settings.timestamp_column} for wrong dates", row_files))
-            continue
-        y = np.full(last - first + 1, np.nan)
-        y[pos - first] = target[rows]
-        x = np.full((last - first + 1, len(exog)), np.nan)
-        x[pos - first] = exog_values[rows]
-        notes: tuple[str, ...] = ()
-        if has_notes:
-            local: list[str] = []
-            sub = frame.iloc[rows]
-            if require_target:
-                _to_float(sub[settings.target_column], settings.target_column, local)
-            for c in exog:
-                _to_float(sub[c], c, local)
-            notes = tuple(local)
-        tags = {c: str(values[rows[0]]) for c, values in tag_values.items()}
-        series.append(Series(key_ids, weeks[first], weeks[last], y, x, tags, row_files, notes))
-    return series, failures
+        return SeriesFailure(key_ids, f"{len(rows)} rows spread over {last - first + 1} weeks "
+                                      f"({self.weeks[first].date()} to {self.weeks[last].date()}): check "
+                                      f"{settings.timestamp_column} for wrong dates", row_files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,6 +526,15 @@ def calendar(start: pd.Timestamp | None = None, periods: int = 1, freq: str = "W
         return pd.date_range(start, end=end, periods=periods, freq=freq)
     first = start if end is None else end - step * (periods - 1)
     return pd.DatetimeIndex(first.to_datetime64() + step.to_timedelta64() * np.arange(periods))
+
+
+def _date_range(start: pd.Timestamp, end: pd.Timestamp, freq: str) -> pd.DatetimeIndex:
+    """``pd.date_range(start, end, freq=freq)``: every calendar point from the first at/after ``start`` to ``end``."""
+    step = _fixed_step(freq)
+    if step is None:
+        return pd.date_range(start, end, freq=freq)
+    first = offset_of(freq).rollforward(start)
+    return calendar(first, max((end - first) // step + 1, 0), freq)
 
 
 def iso_weeks(start: pd.Timestamp, steps: int, freq: str) -> tuple[pd.DatetimeIndex, np.ndarray]:
@@ -494,6 +608,23 @@ def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     nonzero = actual[keep] != 0
     mape = float(np.mean(np.abs(err[nonzero] / actual[keep][nonzero])) * 100) if nonzero.any() else math.nan
     return {"mse": mse, "rmse": math.sqrt(mse), "mae": float(np.mean(np.abs(err))), "mape": mape}
+
+
+def batch_metrics(actual: np.ndarray, predicted: np.ndarray) -> list[dict[str, float]]:
+    """:func:`metrics` of many series at once: (S, H) actuals and predictions, one dict per series."""
+    keep = ~np.isnan(actual) & ~np.isnan(predicted)
+    err = np.where(keep, actual - predicted, 0.0)
+    n = keep.sum(axis=1)
+    nonzero = keep & (actual != 0)
+    m = nonzero.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mse = (err ** 2).sum(axis=1) / n
+        mae = np.abs(err).sum(axis=1) / n
+        mape = np.where(nonzero, np.abs(err / np.where(nonzero, actual, 1.0)), 0.0).sum(axis=1) / m * 100
+    mse, mae = np.where(n > 0, mse, np.nan), np.where(n > 0, mae, np.nan)
+    mape = np.where(m > 0, mape, np.nan)
+    return [{"mse": a, "rmse": math.sqrt(a), "mae": b, "mape": c}
+            for a, b, c in zip(mse.tolist(), mae.tolist(), mape.tolist(), strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -586,7 +717,7 @@ class Forecaster:
             "freq": self.freq, "horizon": self.horizon, "target_column": self.target_column,
             "timestamp_column": self.timestamp_column, "exog_columns": list(self.exog_columns),
             "features": list(self.features), "intercept": self.intercept, "coef": self.coef.tolist(),
-            "tail_end": self.tail_end.isoformat(), "tail": [None if math.isnan(v) else v for v in self.tail.tolist()],
+            "tail_end": self.tail_end.isoformat(), "tail": _json_list(self.tail),
             "mean": self.mean, "metrics": {m: _json_float(v) for m, v in self.metrics.items()},
             "fallback_reason": self.fallback_reason, "trained_weeks": self.trained_weeks,
         }
@@ -608,15 +739,26 @@ class Forecaster:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``<directory>/model.json`` (one write of one JSON document)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / MODEL_FILE).write_text(json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":")),
-                                            encoding="utf-8")
-        return directory
+        text = json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+        try:
+            os.mkdir(directory)  # the usual case, without pathlib's per-call cost (thousands of models per call)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        with open(os.path.join(directory, MODEL_FILE), "w", encoding="utf-8") as f:
+            f.write(text)
+        return Path(directory)
 
 
 def _json_float(value: float) -> float | str:
     return value if math.isfinite(value) else repr(float(value))
+
+
+def _json_list(values: np.ndarray) -> list[float | None]:
+    """A float array as JSON values, NaN as null."""
+    items = values.tolist()
+    return [None if v != v else v for v in items] if np.isnan(values).any() else items
 
 
 def load_model(directory: str | os.PathLike[str]) -> Forecaster:
@@ -703,13 +845,17 @@ def fit_many(series: Sequence[Series], settings: ScriptSettings, exog_columns: S
     cut = lengths - settings.test_size
     train_rows = complete & (t_idx[None, :] < cut[:, None])
     need = _min_rows(k)
-    reasons: list[str] = []
-    for i, s in enumerate(series):
-        reasons.append(_unfit_reason(s, int(train_rows[i].sum()), int(complete[i].sum()), need, settings,
-                                     holdout_known=int((~np.isnan(y[i, max(cut[i], 0):lengths[i]])).sum())))
-    lr = np.array([r == "" for r in reasons])
+    train_count, all_count = train_rows.sum(axis=1), complete.sum(axis=1)
+    known = ~np.isnan(y)
+    holdout_known = (known & (t_idx[None, :] >= np.maximum(cut, 0)[:, None])).sum(axis=1)
+    # Only the series that cannot fit need their reason worded (one by one); the checks are vectorised.
+    low = np.where(known, y, np.inf).min(axis=1)
+    high = np.where(known, y, -np.inf).max(axis=1)
+    lr = ~((known.any(axis=1) & (low == high)) | (train_count < need) | (all_count < need) | (holdout_known == 0))
     for i in np.flatnonzero(~lr):
-        results[i] = _fallback(series[i], reasons[i], settings, exog_columns)
+        reason = _unfit_reason(series[i], int(train_count[i]), int(all_count[i]), need, settings,
+                               holdout_known=int(holdout_known[i]))
+        results[i] = _fallback(series[i], reason, settings, exog_columns)
     if lr.any():
         _fit_lr(series, results, lr, y, x, weeks, lengths, design, train_rows, complete, settings, exog_columns)
     return [r for r in results if r is not None]
@@ -780,18 +926,20 @@ def _fit_lr(series: Sequence[Series], results: list[FitResult | None], lr: np.nd
     seeds = y_seed[rows, seed_idx]
     future_x = np.swapaxes(_ffill(np.swapaxes(x, 1, 2)), 1, 2)[rows, steps]
     held_out = recurse(b0, b, seeds, future_x, weeks[rows, steps])
-    actual = y[rows, steps]
+    scores = batch_metrics(y[rows, steps], held_out)
     # Full refit on every complete week.
     c0, c = solve_ols(design, y, complete)
-    for j, i in enumerate(sel):
+    means = np.nanmean(y, axis=1)  # padding is NaN, so this is each series' own mean
+    trained = complete.sum(axis=1)
+    exog_columns = tuple(exog_columns)
+    for j, i in enumerate(sel.tolist()):
         s = series[i]
         model = Forecaster(
             name=model_name(settings.model_type, s.ids), kind=ModelKind.LR, ids=s.ids, freq=settings.freq,
             horizon=settings.horizon, target_column=settings.target_column,
-            timestamp_column=settings.timestamp_column, exog_columns=tuple(exog_columns), intercept=float(c0[j]),
-            coef=c[j].copy(), tail_end=s.end, tail=_tail(s.target),
-            mean=float(np.nanmean(s.target)), metrics=metrics(actual[j], held_out[j]), tags=s.tags,
-            trained_weeks=int(complete[j].sum()))
+            timestamp_column=settings.timestamp_column, exog_columns=exog_columns, intercept=float(c0[j]),
+            coef=c[j].copy(), tail_end=s.end, tail=_tail(s.target), mean=float(means[j]), metrics=scores[j],
+            tags=s.tags, trained_weeks=int(trained[j]))
         results[i] = FitResult(s, model)
 
 

@@ -14,10 +14,16 @@ the version, which is searched too). All models are loaded once in ``init()``.
 - GET ``/score``: the sorted list of model names served.
 
 Lags come from ``historical`` where it has the weeks, else from the training tail stored in the model.
+
+The common request - an ``lr`` model forecast from the week after its training data, without
+history - skips the per-request pandas calendar work: its first week, lag seeds and week stamps are
+computed once (by ``forecaster.check_request`` itself) and reused; every other request takes the
+general ``forecaster.forecast_many`` path. Both give the same answer.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -51,6 +57,8 @@ logger = logging.getLogger("manymodels.model_webservice")
 NOT_FOUND, BAD_REQUEST = 404, 400
 _models: dict[str, forecaster.Forecaster] = {}
 _names: list[str] = []  # the GET answer, sorted once
+# id(model) -> (first forecast week, lag seeds) of a request without start or history; None: no fast path
+_origins: dict[int, tuple[pd.Timestamp, np.ndarray] | None] = {}
 
 
 class RecordError(Exception):
@@ -83,6 +91,7 @@ def init() -> None:
         raise RuntimeError(f"AZUREML_MODEL_DIR={root!r} is not a folder: start the server with --model_dir "
                            "pointing at <name>/<version>/model.json folders")
     _models.clear()
+    _origins.clear()
     _models.update(load_models(root))
     _names[:] = sorted(_models)
     logger.info("serving %d models from %s", len(_models), root)
@@ -121,17 +130,29 @@ def answer(records: list[Any]) -> list[dict[str, Any]]:
     answers: list[dict[str, Any]] = []
     requests: list[tuple[int, forecaster.Forecaster, pd.Timestamp | None, int, np.ndarray | None,
                          dict[pd.Timestamp, float] | None]] = []
+    fast: list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]] = []
     for index, record in enumerate(records):
         answers.append(dict(record) if isinstance(record, Mapping) else {"record": record})
         try:
-            requests.append((index, *parse_record(record)))
+            model, start, horizon, exog, history = parse_record(record)
+            seeds = _fast_seeds(model, start, horizon, exog, history)
+            if seeds is None:
+                requests.append((index, model, start, horizon, exog, history))
+            else:
+                fast.append((index, model, horizon, exog, seeds))
         except RecordError as e:
             _fail(answers[index], str(e), e.status)
         except Exception as e:  # never let one record's surprise fail the batch
             logger.exception("unexpected error reading a record")
             _fail(answers[index], f"cannot read this record: {type(e).__name__}: {e}", 500)
+    if fast:
+        try:
+            _forecast_fast(fast, answers)
+        except Exception:  # a surprise: the general path answers (or isolates) those records
+            logger.exception("fast forecast failed; answering on the general path")
+            requests.extend((index, model, None, horizon, exog, None) for index, model, horizon, exog, _ in fast)
     try:
-        results = _forecast(requests)
+        results = _forecast(requests) if requests else []
     except Exception:  # a surprise in the batched call: isolate it by answering record by record
         logger.exception("batched forecast failed; answering record by record")
         results = []
@@ -148,6 +169,70 @@ def answer(records: list[Any]) -> list[dict[str, Any]]:
             answers[index]["forecast"] = {"timestamps": [t.isoformat() for t in stamps],
                                           "values": [float(v) for v in values]}
     return answers
+
+
+def _origin(model: forecaster.Forecaster) -> tuple[pd.Timestamp, np.ndarray] | None:
+    """The week after ``model``'s data and its lag seeds from the stored tail, computed once per model
+    by ``check_request`` itself (pandas offset arithmetic costs more than the forecast)."""
+    key = id(model)
+    if key not in _origins:
+        try:
+            stamps, _, seeds, _ = forecaster.check_request(model, None, 1, np.zeros((1, len(model.exog_columns))))
+            seeds.flags.writeable = False
+            _origins[key] = (stamps[0], seeds)
+        except forecaster.SeriesError:
+            _origins[key] = None  # the general path says why
+    return _origins[key]
+
+
+def _fast_seeds(model: forecaster.Forecaster, start: pd.Timestamp | None, horizon: int, exog: np.ndarray | None,
+                history: dict[pd.Timestamp, float] | None) -> np.ndarray | None:
+    """The lag seeds when the request can skip ``check_request`` (an ``lr`` model, no history, starting the
+    week after its data, complete future values of the right shape); None otherwise."""
+    if model.kind != forecaster.ModelKind.LR or history:
+        return None
+    k = len(model.exog_columns)
+    if (exog is None) != (k == 0):
+        return None
+    if exog is not None and (exog.shape != (horizon, k) or np.isnan(exog).any()):
+        return None  # the general path gives the error
+    origin = _origin(model)
+    if origin is None or (start is not None and start != origin[0]):
+        return None
+    return origin[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _weeks(start: pd.Timestamp, steps: int, freq: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """ISO 8601 stamps and ISO weeks of ``steps`` weeks from ``start`` (shared by models trained to the same week)."""
+    stamps, weeks = forecaster.iso_weeks(start, steps, freq)
+    weeks.flags.writeable = False
+    return tuple(t.isoformat() for t in stamps), weeks
+
+
+def _forecast_fast(fast: list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]],
+                   answers: list[dict[str, Any]]) -> None:
+    """``forecast_many`` for requests that passed :func:`_fast_seeds`: models with the same feature count
+    are stepped together by ``forecaster.recurse``."""
+    groups: dict[int, list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]]] = {}
+    for item in fast:
+        groups.setdefault(len(item[1].exog_columns), []).append(item)
+    for k, members in groups.items():
+        h = max(steps for _, _, steps, _, _ in members)
+        x = np.zeros((len(members), h, k))
+        weeks = np.zeros((len(members), h))
+        stamps = []
+        for j, (_, model, steps, exog, _) in enumerate(members):
+            iso, week_numbers = _weeks(_origins[id(model)][0], steps, model.freq)
+            if k:
+                x[j, :steps] = exog
+            weeks[j, :steps] = week_numbers
+            stamps.append(iso)
+        pred = forecaster.recurse(np.array([m.intercept for _, m, _, _, _ in members]),
+                                  np.stack([m.coef for _, m, _, _, _ in members]),
+                                  np.stack([seeds for *_, seeds in members]), x, weeks)
+        for j, (index, _, steps, _, _) in enumerate(members):
+            answers[index]["forecast"] = {"timestamps": list(stamps[j]), "values": pred[j, :steps].tolist()}
 
 
 def _forecast(requests: list[tuple[Any, ...]]) -> list[tuple[pd.DatetimeIndex, np.ndarray] | forecaster.SeriesError]:
@@ -188,18 +273,31 @@ def parse_record(record: Any) -> tuple[forecaster.Forecaster, pd.Timestamp | Non
     if not isinstance(data, Mapping):
         raise RecordError("data must be an object {historical: {column: [...]}, future: {column: [...]}}")
     history = _history(model, data.get("historical"))
-    exog = _future(model, data.get("future"), start if start is not None else model.next_week(), horizon)
+    exog = _future(model, data.get("future"), start, horizon)
     return model, start, horizon, exog, history
 
 
 def _timestamp(value: Any, field: str) -> pd.Timestamp:
     try:
-        stamp = pd.Timestamp(value)
+        stamp = _parse_date(value) if isinstance(value, str) else _to_stamp(value)
     except (TypeError, ValueError) as e:
         raise RecordError(f"{field} {value!r} is not a date (use ISO 8601, e.g. 1992-10-08)") from e
-    if pd.isna(stamp):
+    if stamp is None:
         raise RecordError(f"{field} {value!r} is not a date (use ISO 8601, e.g. 1992-10-08)")
+    return stamp
+
+
+def _to_stamp(value: Any) -> pd.Timestamp | None:
+    stamp = pd.Timestamp(value)
+    if pd.isna(stamp):
+        return None
     return stamp.tz_localize(None) if stamp.tzinfo else stamp
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_date(value: str) -> pd.Timestamp | None:
+    """Requests repeat the same few dates; parsing one costs more than the forecast."""
+    return _to_stamp(value)
 
 
 def _columns(block: Any, name: str) -> dict[str, list[Any]]:
@@ -230,7 +328,7 @@ def _history(model: forecaster.Forecaster, block: Any) -> dict[pd.Timestamp, flo
     return {t: v for t, v in zip(stamps, values, strict=True) if not math.isnan(v)}
 
 
-def _future(model: forecaster.Forecaster, block: Any, start: pd.Timestamp, horizon: int) -> np.ndarray | None:
+def _future(model: forecaster.Forecaster, block: Any, start: pd.Timestamp | None, horizon: int) -> np.ndarray | None:
     if model.is_fallback or not model.exog_columns:
         return None
     columns = _columns(block or {}, "future")
@@ -242,6 +340,9 @@ def _future(model: forecaster.Forecaster, block: Any, start: pd.Timestamp, horiz
     if model.timestamp_column in columns:  # align rows to the forecast weeks by date
         stamps = [_timestamp(v, f"data.future.{model.timestamp_column}") for v in columns[model.timestamp_column]]
         row_of = {t: i for i, t in enumerate(stamps)}
+        if start is None:
+            origin = _origin(model)
+            start = origin[0] if origin is not None else model.next_week()
         weeks = forecaster.calendar(start, horizon, model.freq)
         rows = [row_of.get(t, -1) for t in weeks]
         if -1 in rows:

@@ -8,14 +8,22 @@ Service keys are not in it: they come from the environment variable ``MANYMODELS
 
 - ``POST``: a JSON array of records (DESIGN.md §6). Records are bucketed by the service serving
   their model and the services are called concurrently (keep-alive connections per thread,
-  connect/read timeouts, one retry on a connection error). Answers come back in request order;
+  connect/read timeouts, one retry on a connection error). The calls use a small HTTP/1.1 client
+  (:class:`Connection`) rather than ``http.client``, whose header parsing and two sends per request
+  cost more CPU than the routing itself. Answers come back in request order;
   a record of an unknown model gets its own ``error`` with ``status: 404``, records of a service
   that is down or failing get ``status: 503`` (or the service's status), the rest succeed.
   When one service answers every record, its body is passed through untouched (no re-encoding).
+  Requests for a service that already has ``ROUTER_CALLS_PER_SERVICE`` calls in flight wait and go
+  together in its next call (one JSON array, split back per request): a service's fixed cost per
+  call (HTTP, Flask, the server's hooks) is then paid once for several requests, and a request
+  never waits when its service is idle.
 - ``GET``: ``{model: service name}`` - no endpoints, no keys.
 
 Environment: ``ROUTER_TIMEOUT_SECONDS`` (read timeout, default 60), ``ROUTER_CONNECT_TIMEOUT_SECONDS``
-(default 5), ``ROUTER_MAX_PARALLEL`` (concurrent service calls, default 16).
+(default 5), ``ROUTER_MAX_PARALLEL`` (concurrent service calls, default 16), ``ROUTER_CALLS_PER_SERVICE``
+(calls in flight per service before requests are batched, default 1), ``ROUTER_MAX_BATCH_RECORDS``
+(records per batched call, default 256).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,6 +81,8 @@ _pool: ThreadPoolExecutor | None = None
 _local = threading.local()
 _connect_timeout = 5.0
 _read_timeout = 60.0
+_calls_per_service = 1
+_max_batch_records = 256
 
 
 # --------------------------------------------------------------------------- loading
@@ -126,7 +137,7 @@ def _env_float(name: str, default: float) -> float:
 
 
 def init() -> None:
-    global _routes, _pool, _connect_timeout, _read_timeout
+    global _routes, _pool, _connect_timeout, _read_timeout, _calls_per_service, _max_batch_records
     path = find_state_file(os.environ.get("AZUREML_MODEL_DIR", "."))
     state = json.loads(path.read_text())
     try:
@@ -137,6 +148,9 @@ def init() -> None:
     _routes = load_routes(state, keys)
     _connect_timeout = _env_float("ROUTER_CONNECT_TIMEOUT_SECONDS", 5.0)
     _read_timeout = _env_float("ROUTER_TIMEOUT_SECONDS", 60.0)
+    _calls_per_service = max(1, int(_env_float("ROUTER_CALLS_PER_SERVICE", 1)))
+    _max_batch_records = max(1, int(_env_float("ROUTER_MAX_BATCH_RECORDS", 256)))
+    _lanes.clear()
     _pool = ThreadPoolExecutor(max_workers=int(_env_float("ROUTER_MAX_PARALLEL", 16)),
                                thread_name_prefix="route")
     log.info("routing %d models to %d services from %s", len(_routes.models), len(_routes.endpoints), path)
@@ -144,8 +158,117 @@ def init() -> None:
 
 # --------------------------------------------------------------------------- calling services
 
+_MAX_HEAD = 65536  # bytes of status line + headers accepted from a service
+_ssl_context: ssl.SSLContext | None = None
 
-def _connection(endpoint: Endpoint, *, fresh: bool = False) -> http.client.HTTPConnection:
+
+class Response(NamedTuple):
+    status: int
+    body: bytes
+    will_close: bool
+
+    def read(self) -> bytes:
+        return self.body
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to a service, with the part of ``http.client.HTTPConnection``'s
+    interface that :func:`call_service` uses: each request goes out in one send and the answer is read
+    with a plain parser (Content-Length, chunked, or up to the close)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        global _ssl_context
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=_connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if endpoint.https:
+            _ssl_context = _ssl_context or ssl.create_default_context()
+            sock = _ssl_context.wrap_socket(sock, server_hostname=endpoint.host)
+        sock.settimeout(_read_timeout)
+        self.sock = sock
+        default_port = 443 if endpoint.https else 80
+        self.host = endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
+        self.buffer = bytearray()
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+    def getresponse(self) -> Response:
+        end = self._fill_until(b"\r\n\r\n", first=True)
+        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        del self.buffer[:end + 4]
+        version, _, rest = lines[0].partition(" ")
+        code = rest[:3]
+        if not version.startswith("HTTP/") or not code.isdigit():
+            raise http.client.BadStatusLine(lines[0])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        status = int(code)
+        will_close = version == "HTTP/1.0" or "close" in headers.get("connection", "").lower()
+        if status < 200 or status in (204, 304):
+            return Response(status, b"", will_close)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return Response(status, self._read_chunked(), will_close)
+        if "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError:
+                raise http.client.BadStatusLine(f"Content-Length: {headers['content-length']}") from None
+            return Response(status, self._take(length), will_close)
+        while self._recv():  # no length: the body ends with the connection
+            pass
+        body = bytes(self.buffer)
+        self.buffer.clear()
+        return Response(status, body, True)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _recv(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def _fill_until(self, marker: bytes, *, first: bool = False) -> int:
+        """The position of ``marker`` in the buffer, reading until it comes."""
+        while (end := self.buffer.find(marker)) < 0:
+            if len(self.buffer) > _MAX_HEAD:
+                raise http.client.LineTooLong("response head")
+            if not self._recv():
+                if first and not self.buffer:  # a kept-alive connection the service closed: retried
+                    raise http.client.RemoteDisconnected("the service closed the connection without a response")
+                raise http.client.IncompleteRead(bytes(self.buffer))
+        return end
+
+    def _take(self, length: int) -> bytes:
+        while len(self.buffer) < length:
+            if not self._recv():
+                raise http.client.IncompleteRead(bytes(self.buffer), length - len(self.buffer))
+        body = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        return body
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            end = self._fill_until(b"\r\n")
+            try:
+                size = int(self.buffer[:end].split(b";", 1)[0], 16)
+            except ValueError:
+                raise http.client.IncompleteRead(bytes(body)) from None
+            del self.buffer[:end + 2]
+            if size == 0:
+                while (end := self._fill_until(b"\r\n")) > 0:  # trailer lines, up to the empty one
+                    del self.buffer[:end + 2]
+                del self.buffer[:2]
+                return bytes(body)
+            body += self._take(size + 2)[:size]
+
+
+def _connection(endpoint: Endpoint, *, fresh: bool = False) -> Connection:
     conns = getattr(_local, "conns", None)
     if conns is None:
         conns = _local.conns = {}
@@ -154,12 +277,7 @@ def _connection(endpoint: Endpoint, *, fresh: bool = False) -> http.client.HTTPC
         return conn
     if conn is not None:
         conn.close()
-    cls = http.client.HTTPSConnection if endpoint.https else http.client.HTTPConnection
-    conn = cls(endpoint.host, endpoint.port, timeout=_connect_timeout)
-    conn.connect()
-    conn.sock.settimeout(_read_timeout)
-    if not endpoint.https:
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Connection(endpoint)
     conns[endpoint.service] = conn
     return conn
 
@@ -185,7 +303,7 @@ def call_service(endpoint: Endpoint, body: bytes) -> tuple[int, bytes]:
             _drop(endpoint)
             if attempt:
                 raise
-        except OSError:  # timeouts and the like: not retried, the service is too slow
+        except (OSError, http.client.HTTPException):  # timeouts, garbled answers: not retried
             _drop(endpoint)
             raise
     raise AssertionError("unreachable")
@@ -214,17 +332,132 @@ def _json(obj: Any, status: int = 200) -> AMLResponse:
     return AMLResponse(json.dumps(obj, separators=(",", ":")), status, JSON_HEADERS)
 
 
-def _answer_bucket(endpoint: Endpoint, records: list[Any], raw: bytes | None = None) -> tuple[int, bytes | str]:
+def _call(endpoint: Endpoint, body: bytes) -> tuple[int, bytes | str]:
     """Call one service; (status, body) or (503, reason) when it cannot be reached."""
     try:
-        return call_service(endpoint, raw if raw is not None else json.dumps(records, separators=(",", ":")).encode())
+        return call_service(endpoint, body)
     except (OSError, http.client.HTTPException) as e:
         log.warning("service %s unreachable: %s", endpoint.service, e)
         return 503, f"service {endpoint.service} is unavailable ({type(e).__name__}: {e})"
 
 
+# --------------------------------------------------------------------------- batching
+
+
+class _Job:
+    """The records of one request for one service (``body``: a JSON array of ``count`` records)."""
+
+    __slots__ = ("body", "count", "lead", "ready", "result")
+
+    def __init__(self, body: bytes, count: int) -> None:
+        self.body, self.count = body, count
+        self.ready = _NO_WAIT  # an Event of its own only when it has to wait
+        self.lead = False  # woken to send the next call rather than with its answer
+        self.result: tuple[int, bytes | str | list[Any]] | None = None
+
+
+class _Lane:
+    """The calls to one service: how many are in flight and the jobs waiting for the next one."""
+
+    __slots__ = ("busy", "lock", "queue")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.queue: list[_Job] = []
+
+
+_lanes: dict[str, _Lane] = {}
+_NO_WAIT = threading.Event()
+
+
+def _answer_bucket(endpoint: Endpoint, records: list[Any],
+                   raw: bytes | None = None) -> tuple[int, bytes | str | list[Any]]:
+    """Answer ``records`` (``raw``: their JSON array, when at hand) from one service: at once when it has
+    a call slot free, else in its next call together with the other requests waiting for it.
+
+    Returns (status, body), (200, answers) when the call was shared, or (503, reason).
+    """
+    job = _Job(raw if raw is not None else json.dumps(records, separators=(",", ":")).encode(), len(records))
+    lane = _lanes.get(endpoint.service) or _lanes.setdefault(endpoint.service, _Lane())
+    with lane.lock:
+        if lane.busy < _calls_per_service:
+            lane.busy += 1
+            job.lead = True
+        else:
+            job.ready = threading.Event()
+            lane.queue.append(job)
+    if not job.lead:
+        job.ready.wait()  # every call ends by answering its jobs (or handing the lane on): see _lead
+        if not job.lead:
+            assert job.result is not None
+            return job.result
+    return _lead(endpoint, lane, job)
+
+
+def _lead(endpoint: Endpoint, lane: _Lane, job: _Job) -> tuple[int, bytes | str | list[Any]]:
+    """Send ``job`` with the jobs waiting on ``lane`` in one call, answer them, then hand the slot on."""
+    batch = [job]
+    try:
+        with lane.lock:
+            total = job.count
+            while lane.queue and total + lane.queue[0].count <= _max_batch_records:
+                total += lane.queue[0].count
+                batch.append(lane.queue.pop(0))
+        if len(batch) == 1:
+            job.result = _call(endpoint, job.body)
+        else:
+            body = b"[" + b",".join(j.body.strip()[1:-1] for j in batch if j.count) + b"]"
+            _split(endpoint.service, batch, total, *_call(endpoint, body))
+    except BaseException as e:  # never leave a waiting request without an answer
+        for j in batch:
+            if j.result is None:
+                j.result = 503, f"service {endpoint.service} call failed ({type(e).__name__}: {e})"
+        raise
+    finally:
+        for j in batch[1:]:
+            j.ready.set()
+        with lane.lock:
+            if lane.queue:  # the oldest waiting request sends the next call; the slot stays taken
+                successor = lane.queue.pop(0)
+                successor.lead = True
+                successor.ready.set()
+            else:
+                lane.busy -= 1
+    assert job.result is not None
+    return job.result
+
+
+def _joinable(raw: bytes) -> bool:
+    """Whether a request body can go into a shared call as is: a UTF-8 JSON array (json.loads also
+    takes UTF-16/32 and a BOM, which would garble the joined array)."""
+    return raw.lstrip()[:1] == b"[" and b"\x00" not in raw
+
+
+def _split(service: str, batch: list[_Job], total: int, status: int, body: bytes | str) -> None:
+    """Give each job of a shared call its part of the answer (or the call's error)."""
+    if status == 200 and isinstance(body, bytes):
+        try:
+            answers = json.loads(body)
+        except ValueError:
+            answers = None
+        if isinstance(answers, list) and len(answers) == total:
+            start = 0
+            for j in batch:
+                j.result = 200, answers[start:start + j.count]
+                start += j.count
+            return
+        status, body = 502, f"service {service} gave an answer that is not one item per record"
+    for j in batch:
+        j.result = status, body
+
+
 def _place(answers: list[Any], records: list[Any], indexes: list[int], service: str,
-           status: int, body: bytes | str) -> None:
+           status: int, body: bytes | str | list[Any]) -> None:
+    if status == 200 and isinstance(body, list) and len(body) == len(indexes):
+        for i, item in zip(indexes, body, strict=True):
+            answers[i] = item
+        return
     if status == 200 and isinstance(body, bytes):
         try:
             result = json.loads(body)
@@ -241,6 +474,13 @@ def _place(answers: list[Any], records: list[Any], indexes: list[int], service: 
         status = 503 if status >= 500 else status
     for i in indexes:
         answers[i] = _error(records[i], body, status)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:  # used before init() (tests, tools)
+        _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="route")
+    return _pool
 
 
 def route(records: list[Any], routes: Routes,
@@ -265,15 +505,20 @@ def route(records: list[Any], routes: Routes,
     if len(buckets) == 1:
         service, indexes = next(iter(buckets.items()))
         every = len(indexes) == len(records)
+        raw = raw_request if every and raw_request is not None and _joinable(raw_request) else None
         status, body = _answer_bucket(routes.endpoints[service], records if every else [records[i] for i in indexes],
-                                      raw_request if every else None)
-        if status == 200 and len(indexes) == len(records) and isinstance(body, bytes):
+                                      raw)
+        if status == 200 and every and isinstance(body, bytes):
             return None, body
         _place(answers, records, indexes, service, status, body)
         return answers, None
-    pool = _pool or ThreadPoolExecutor(max_workers=4)
+    pool = _executor()
+    (first, first_indexes), *others = buckets.items()
     futures = {service: pool.submit(_answer_bucket, routes.endpoints[service], [records[i] for i in indexes])
-               for service, indexes in buckets.items()}
+               for service, indexes in others}
+    # this thread calls one service itself while the pool calls the others
+    status, body = _answer_bucket(routes.endpoints[first], [records[i] for i in first_indexes])
+    _place(answers, records, first_indexes, first, status, body)
     for service, future in futures.items():
         status, body = future.result()
         _place(answers, records, buckets[service], service, status, body)

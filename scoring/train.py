@@ -69,7 +69,7 @@ def run(mini_batch: list[str]) -> pd.DataFrame:
         init()
     config = _config
     assert config is not None
-    rows: list[dict[str, object]] = []
+    rows: list[tuple[object, ...]] = []  # in COLUMNS order
     tables = _read_files(mini_batch, config.settings, rows)
     results: list[forecaster.FitResult] = []
     for exog, frame in tables.items():
@@ -81,16 +81,19 @@ def run(mini_batch: list[str]) -> pd.DataFrame:
             continue
         rows.extend(_failed(";".join(f.files), f.ids, f.reason, config.settings) for f in failures)
         results.extend(forecaster.fit_many(series, config.settings, list(exog)))
+    models_dir = str(config.output_dir / "models")
     manifest_lines = []
     for result in results:
-        row, line = _save(result, config)
+        row, line = _save(result, config, models_dir)
         rows.append(row)
         if line:
             manifest_lines.append(line)
     if manifest_lines:
         with open(config.output_dir / "manifest" / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
             f.write("".join(manifest_lines))
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    if not rows:
+        return pd.DataFrame(columns=list(COLUMNS))
+    return pd.DataFrame(dict(zip(COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
 
 
 def _read_files(paths: list[str], settings: forecaster.ScriptSettings,
@@ -114,29 +117,29 @@ def _read_files(paths: list[str], settings: forecaster.ScriptSettings,
 
 
 def _failed(file: str, ids: dict[str, str] | str, reason: str, settings: forecaster.ScriptSettings,
-            ) -> dict[str, object]:
+            ) -> tuple[object, ...]:
     named = isinstance(ids, dict) and ids and all(c in ids for c in settings.id_columns)
-    return {"file": file, "series": forecaster.series_label(ids) if isinstance(ids, dict) else ids,
-            "model_name": forecaster.model_name(settings.model_type, ids) if named else "",
-            "status": "failed", "model_type": "", "reason": reason, "path": "",
-            "mse": np.nan, "rmse": np.nan, "mae": np.nan, "mape": np.nan}
+    return (file, forecaster.series_label(ids) if isinstance(ids, dict) else ids,
+            forecaster.model_name(settings.model_type, ids) if named else "", "failed", "", reason, "",
+            np.nan, np.nan, np.nan, np.nan)
 
 
-def _save(result: forecaster.FitResult, config: TrainConfig) -> tuple[dict[str, object], str]:
+def _save(result: forecaster.FitResult, config: TrainConfig, models_dir: str) -> tuple[tuple[object, ...], str]:
     series = result.series
     file = ";".join(series.files)
     if result.model is None:
         return _failed(file, series.ids, result.error, config.settings), ""
     model = result.model
     try:
-        path = model.save(config.output_dir / "models" / model.name)
+        path = str(model.save(os.path.join(models_dir, model.name)))
     except OSError as e:
         return _failed(file, series.ids, f"cannot write the model artifact: {e}", config.settings), ""
     tags = {"ModelType": str(model.kind), **series.ids, **series.tags, "DatasetVersion": config.dataset_version,
             "RunId": config.run_id}
-    line = json.dumps({"name": model.name, "path": str(path), "tags": tags,
+    line = json.dumps({"name": model.name, "path": path, "tags": tags,
                        "properties": model.properties()}) + "\n"
-    row = {"file": file, "series": forecaster.series_label(series.ids), "model_name": model.name,
-           "status": "fallback" if model.is_fallback else "ok", "model_type": str(model.kind),
-           "reason": model.fallback_reason, "path": str(path), **model.metrics}
+    scores = model.metrics
+    row = (file, forecaster.series_label(series.ids), model.name, "fallback" if model.is_fallback else "ok",
+           str(model.kind), model.fallback_reason, path, scores.get("mse", np.nan), scores.get("rmse", np.nan),
+           scores.get("mae", np.nan), scores.get("mape", np.nan))
     return row, line

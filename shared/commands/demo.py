@@ -16,11 +16,16 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.commands.output import emit_json, info, table
 from shared.errors import Conflict, InvalidValue
 from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.data.schema import DatasetSchema
+    from shared.devhost.forecasts import SeriesFiles
+    from shared.devhost.process import HostState
 
 DEFAULT_SERIES = 1000
 SHOWN_SERIES = 5
@@ -35,14 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="delete this MANYMODELS_HOME's state first (the demo starts from an empty state)")
     p.add_argument("--port", type=int, default=7071, help="host port (default 7071; a free one if taken)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each stage")
+    p.add_argument("--out", type=Path, default=Path("demo-output"), help="where the plot goes (default demo-output/)")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     if args.series < 1:
         raise InvalidValue(f"--series {args.series} is not allowed: expected a whole number >= 1")
+    from shared.devhost.arguments import REPO_ROOT
+    from shared.devhost.hostconfig import load_local_settings
+
+    if load_local_settings(REPO_ROOT):  # the host will read it too: both must see the same settings
+        get_settings.cache_clear()
     settings = get_settings()
-    summary = run_demo(settings, series=args.series, port=args.port, reset=args.reset, timeout=args.timeout)
+    summary = run_demo(settings, series=args.series, port=args.port, reset=args.reset, timeout=args.timeout,
+                       plot_dir=args.out)
     if args.stop:
         from shared.devhost import process
 
@@ -58,7 +70,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def run_demo(settings: Settings, *, series: int, port: int = 7071, reset: bool = False,
-             timeout: float = 1800) -> dict[str, Any]:
+             timeout: float = 1800, plot_dir: Path | None = None) -> dict[str, Any]:
     from shared.data.schema import DatasetSchema
     from shared.data.simulate import write_simulated
     from shared.devhost.chain import ChainWatcher, HostClient, StageClock
@@ -69,7 +81,7 @@ def run_demo(settings: Settings, *, series: int, port: int = 7071, reset: bool =
     clock.mark("start")
     info(f"host running on {state.url} (pid {state.pid}); logs in {settings.home / 'logs' / 'host.log'}")
 
-    out = settings.home / "demo"
+    out = settings.home / "demo"  # the simulated files (large): inside the home, removed by --reset
     result = write_simulated(out / "data", series=series, seed=0, overwrite=True)
     clock.mark("simulate")
     info(f"simulated {result.series} series into {out / 'data'}")
@@ -85,7 +97,7 @@ def run_demo(settings: Settings, *, series: int, port: int = 7071, reset: bool =
     answers, files = _ask_router(trained.router, out / "data", schema)
     clock.mark("forecast requests")
     router_ok = bool(answers) and all(a.get("forecast", {}).get("values") and not a.get("error") for a in answers)
-    plot = _plot(files, answers, schema, out)
+    plot = _plot(files, answers, schema, plot_dir or out)
     clock.mark("plot")
 
     inference = _upload(settings, out / "data" / "inference", "inference", series)
@@ -133,7 +145,7 @@ def _has_data(settings: Settings) -> bool:
         workspace.close()
 
 
-def _start_stack(settings: Settings, *, port: int):
+def _start_stack(settings: Settings, *, port: int) -> HostState:
     from shared.devhost import process
     from shared.devhost.arguments import add_host_arguments, host_argv
 
@@ -166,7 +178,7 @@ def _upload(settings: Settings, folder: Path, kind: str, series: int) -> str:
     return result.batch
 
 
-def _ask_router(router: str, data: Path, schema) -> tuple[list[dict[str, Any]], list[Any]]:
+def _ask_router(router: str, data: Path, schema: DatasetSchema) -> tuple[list[dict[str, Any]], list[SeriesFiles]]:
     from shared.devhost.forecasts import SeriesFiles, ask_router, request_record, table_rows
 
     names = sorted(p.name for p in (data / "train").glob("*.csv"))[:SHOWN_SERIES]
@@ -177,7 +189,7 @@ def _ask_router(router: str, data: Path, schema) -> tuple[list[dict[str, Any]], 
     return answers, files
 
 
-def _plot(files: list[Any], answers: list[dict[str, Any]], schema, out: Path) -> Path | None:
+def _plot(files: list[SeriesFiles], answers: list[dict[str, Any]], schema: DatasetSchema, out: Path) -> Path | None:
     from shared.devhost.forecasts import plot_series
 
     for f, answer in zip(files, answers, strict=False):

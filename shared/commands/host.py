@@ -10,13 +10,19 @@ Azurite.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.commands.output import emit_json, info
 from shared.devhost import keys as host_keys
 from shared.devhost import process
 from shared.devhost.arguments import add_host_arguments, host_argv, host_options
+from shared.devhost.hostconfig import load_local_settings
 from shared.errors import NotFound
 from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from shared.devhost.host import LocalHost
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    if load_local_settings(Path(args.app).resolve().parent):
+        get_settings.cache_clear()  # local.settings.json may set MANYMODELS_HOME, AzureWebJobsStorage...
     settings = get_settings()
     if args.detach:
         state = process.start_detached(settings, host_argv(args))
@@ -51,7 +59,7 @@ def _up(args: argparse.Namespace) -> int:
 
     logs.configure(json_logs=args.json_logs)
 
-    def ready(host) -> None:
+    def ready(host: LocalHost) -> None:
         info(f"host running on {host.url} (Ctrl-C stops it and everything it started); "
              "function key: `manymodels keys`")
 

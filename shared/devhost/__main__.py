@@ -7,6 +7,7 @@ import sys
 
 from shared.devhost import logs
 from shared.devhost.arguments import add_host_arguments, host_options
+from shared.devhost.hostconfig import load_local_settings
 from shared.devhost.process import serve
 from shared.errors import ManyModelsError
 from shared.settings import get_settings
@@ -18,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.configure(json_logs=args.json_logs, stream=sys.stdout)
     try:
+        if load_local_settings(args.app.resolve().parent):
+            get_settings.cache_clear()
         return serve(get_settings(), host_options(args))
     except ManyModelsError as e:
         print(f"manymodels host: error: {e.message}", file=sys.stderr)

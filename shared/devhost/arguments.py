@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.devhost.subscriptions import DEFAULT_FILE
+
+if TYPE_CHECKING:
+    from shared.devhost.host import HostOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 7071
@@ -19,7 +23,7 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Event Grid subscriptions file (default infra/eventgrid/subscriptions.json)")
     parser.add_argument("--json-logs", action="store_true", help="log one JSON object per line")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between blob/outbox polls")
-    parser.add_argument("--max-delivery-attempts", type=int, default=5,
+    parser.add_argument("--max-delivery-attempts", type=int, default=8,
                         help="Event Grid attempts before dead-lettering (capped by each subscription's)")
     parser.add_argument("--retry-backoff", type=float, default=1.0,
                         help="seconds before the first Event Grid retry (doubles each attempt)")
@@ -42,7 +46,8 @@ def host_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def host_options(args: argparse.Namespace):
+def host_options(args: argparse.Namespace) -> HostOptions:
+    """The options of an in-process host (imported here: the host module loads the Azure SDKs)."""
     from shared.devhost.eventgrid import DeliveryPolicy
     from shared.devhost.host import HostOptions
 

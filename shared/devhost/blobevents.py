@@ -26,6 +26,7 @@ from shared.devhost.eventgrid import LocalEventGrid
 log = logging.getLogger("manymodels.devhost.blobevents")
 
 TOPIC = "storage"
+IDLE_FACTOR = 2
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 
 _SCHEMA = """
@@ -103,12 +104,17 @@ class BlobCreatedSource:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        # listing a big landing container every second costs Azurite CPU: when nothing changes the
+        # wait grows to IDLE_FACTOR x interval, and drops back as soon as a new blob shows up
+        wait = self.interval
         while not self._stop.is_set():
             try:
-                self.poll()
+                found = self.poll()
             except Exception:
                 log.exception("blob polling failed; retrying")
-            self._stop.wait(self.interval)
+                found = 0
+            wait = self.interval if found else min(self.interval * IDLE_FACTOR, wait * 1.5)
+            self._stop.wait(wait)
 
     def poll(self) -> int:
         """List the watched containers once; publish every new blob version. Returns how many."""

@@ -38,9 +38,9 @@ NO_RETRY_STATUS = frozenset({400, 401, 403, 404, 413})
 class DeliveryPolicy:
     """Local retry policy: Azure's shape (min of the subscription's attempts and this), shorter waits."""
 
-    max_attempts: int = 5
+    max_attempts: int = 8  # 1+2+4+8+16+30+30 s: about two minutes before an event is dead-lettered
     backoff_seconds: float = 1.0  # first retry; doubles each attempt
-    max_backoff_seconds: float = 60.0
+    max_backoff_seconds: float = 30.0
     workers: int = 8  # handlers mostly wait on storage: more deliveries in flight than cores
     duplicate: bool = False  # deliver every event twice (tests of idempotent handlers)
 
@@ -130,6 +130,29 @@ def dead_letters(home: Path) -> list[dict[str, Any]]:
             continue
         found.extend({**e, "subscription": path.relative_to(folder).parts[0], "file": str(path)} for e in events)
     return sorted(found, key=lambda e: str(e.get("lastDeliveryAttemptTime", "")))
+
+
+def summary(home: Path, *, recent: int = 10) -> dict[str, Any]:
+    """Pending deliveries and dead letters of the local Event Grid of ``home`` (for status pages).
+
+    Safe from any process: the delivery store is opened read-only. Each dead letter says which
+    subscription gave up on which event, and why.
+    """
+    pending = 0
+    db_path = home / "eventgrid" / "grid.db"
+    if db_path.exists():
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
+                pending = db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+        except sqlite3.Error as e:
+            log.debug("cannot read %s: %s", db_path, e)
+    letters = dead_letters(home)
+    return {"pending": pending, "deadlettered": len(letters),
+            "recent_deadletters": [{"subscription": e.get("subscription"), "id": e.get("id"),
+                                    "eventType": e.get("eventType") or e.get("type"), "subject": e.get("subject"),
+                                    "reason": e.get("deadLetterReason"), "attempts": e.get("deliveryAttempts"),
+                                    "lastDeliveryOutcome": e.get("lastDeliveryOutcome"),
+                                    "time": e.get("lastDeliveryAttemptTime")} for e in letters[-recent:]]}
 
 
 class LocalEventGrid:

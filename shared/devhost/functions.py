@@ -82,15 +82,17 @@ def find_app(module) -> FunctionRegister:
     return apps[0]
 
 
-_INDEXED: dict[int, tuple[FunctionSpec, ...]] = {}
+# app id -> (the app, its functions); holding the app keeps its id from being reused
+_INDEXED: dict[int, tuple[FunctionRegister, tuple[FunctionSpec, ...]]] = {}
 
 
 def index_app(app: FunctionRegister, *, directory: str = "") -> tuple[FunctionSpec, ...]:
     """Every function of ``app`` (cached per app object: ``get_functions()`` runs once)."""
-    key = id(app)
-    if key not in _INDEXED:
-        _INDEXED[key] = tuple(_spec(f, directory) for f in app.get_functions())
-    return _INDEXED[key]
+    cached = _INDEXED.get(id(app))
+    if cached is None or cached[0] is not app:
+        cached = (app, tuple(_spec(f, directory) for f in app.get_functions()))
+        _INDEXED[id(app)] = cached
+    return cached[1]
 
 
 def _spec(function: Function, directory: str) -> FunctionSpec:

@@ -18,7 +18,8 @@ from shared.devhost import subscriptions as subs
 from shared.devhost.bindings import event_input
 from shared.devhost.blobevents import TOPIC as STORAGE_TOPIC
 from shared.devhost.blobevents import BlobCreatedSource
-from shared.devhost.eventgrid import DeliveryPolicy, DeliveryResult, LocalEventGrid, dead_letters
+from shared.devhost.eventgrid import DeliveryPolicy, DeliveryResult, LocalEventGrid
+from shared.devhost.eventgrid import summary as eventgrid_summary
 from shared.devhost.functions import (
     FunctionSpec,
     TriggerKind,
@@ -121,7 +122,7 @@ class LocalHost:
             "url": self.url,
             "functions": [{"name": s.name, "trigger": str(s.kind), "disabled": s.name in self.disabled}
                           for s in self.functions.values()],
-            "eventgrid": {"pending": self.grid.pending(), "deadlettered": len(dead_letters(self.home))},
+            "eventgrid": eventgrid_summary(self.home),
         }
 
     # ------------------------------------------------------------------ triggers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,3 +65,28 @@ class HostConfig:
                                    "allowed: expected 'base64' or 'none'")
             queues = replace(queues, message_encoding=encoding)
         return cls(route_prefix=prefix, queues=queues)
+
+
+def load_local_settings(app_dir: Path) -> list[str]:
+    """Put the ``Values`` of ``<app_dir>/local.settings.json`` in the environment, as Core Tools does.
+
+    A variable already set in the environment wins (so tests and one-off overrides still work).
+    Returns the names that were set. The file is optional; encrypted files are refused.
+    """
+    path = app_dir / "local.settings.json"
+    if not path.exists():
+        return []
+    try:
+        body = json.loads(path.read_text())
+    except ValueError as e:
+        raise InvalidValue(f"{path}: not valid JSON ({e})") from None
+    if body.get("IsEncrypted"):
+        raise InvalidValue(f"{path}: IsEncrypted is true; the local host reads plain values only "
+                           "(decrypt it with `func settings decrypt` or set IsEncrypted to false)")
+    values = body.get("Values") or {}
+    if not isinstance(values, dict):
+        raise InvalidValue(f"{path}: 'Values' must be an object of setting name -> string")
+    applied = [k for k, v in values.items() if k not in os.environ and v is not None]
+    for name in applied:
+        os.environ[name] = str(values[name])
+    return applied

@@ -20,13 +20,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from shared.errors import Conflict, OperationTimeout, Unavailable
 from shared.settings import Settings
 from shared.storage import azurite
+
+if TYPE_CHECKING:
+    from shared.devhost.host import HostOptions, LocalHost
 
 log = logging.getLogger("manymodels.devhost")
 
@@ -107,7 +110,7 @@ def _listening(host: str, port: int) -> bool:
 # --------------------------------------------------------------------------- foreground
 
 
-def serve(settings: Settings, options: Any, *, on_ready: Callable[[Any], None] | None = None,
+def serve(settings: Settings, options: HostOptions, *, on_ready: Callable[[LocalHost], None] | None = None,
           stop_stack: bool = False) -> int:
     """Run the host until SIGINT/SIGTERM. ``stop_stack`` also stops what ``down`` stops on exit."""
     from shared.devhost.host import LocalHost  # the host imports the Azure SDKs: only when serving
@@ -207,14 +210,20 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def stop_pid(pid: int, *, timeout: float = 30.0) -> None:
-    """SIGTERM the process group of ``pid`` (it leads its own session), SIGKILL after ``timeout``."""
+    """SIGTERM ``pid`` (its whole process group when it leads one, as a detached host or runner does),
+    SIGKILL after ``timeout``. A foreground ``manymodels up`` shares its terminal's group: only it is signalled."""
+    try:
+        leads_group = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(pid, sig)
+            if leads_group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except ProcessLookupError:
             return
-        except PermissionError:
-            os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -158,7 +158,8 @@ def _read_state(workspace: Workspace, record: ModelRecord) -> dict[str, Any]:
     return data
 
 
-def current_state(workspace: Workspace, settings: Settings, target: str) -> dict[str, Any]:
+def current_state(workspace: Workspace, settings: Settings, target: str, *,
+                  services: Sequence[Service] | None = None) -> dict[str, Any]:
     """The target's ``deployed_models_info``, without models whose service no longer exists
     (as the original: they are deployed again)."""
     names = deploy_target(settings, target)
@@ -166,12 +167,9 @@ def current_state(workspace: Workspace, settings: Settings, target: str) -> dict
     if record is None:
         return {}
     state = _read_state(workspace, record)
-    existing = {s.name for s in workspace.services.list(kind=names.kind)}
+    listed = workspace.services.list(kind=names.kind) if services is None else services
+    existing = {s.name for s in listed}
     return {m: info for m, info in state.items() if isinstance(info, dict) and info.get("webservice") in existing}
-
-
-def _unhealthy_services(workspace: Workspace, kind: ServiceKind) -> set[str]:
-    return {s.name for s in workspace.services.list(kind=kind) if s.state != ServiceState.HEALTHY}
 
 
 # --------------------------------------------------------------------------- the three steps
@@ -186,14 +184,15 @@ def plan(workspace: Workspace, settings: Settings, target: str, *, reset: bool =
     """
     _check_backend(settings, target)
     names = deploy_target(settings, target)
-    state = current_state(workspace, settings, target)
+    services = workspace.services.list(kind=names.kind)
+    state = current_state(workspace, settings, target, services=services)
     result = plan_deployment(
         registered_models(workspace, settings, target), state,
         container_size=settings.max_container_size, prefix=names.prefix,
         splitting_tags=settings.splitting_tags, sorting_tags=settings.sorting_tags,
         reset=reset or settings.reset_deployment, update_all=update or settings.update_deployment,
     )
-    unhealthy = _unhealthy_services(workspace, names.kind)
+    unhealthy = {s.name for s in services if s.state != ServiceState.HEALTHY}
     if unhealthy:
         groups = tuple(replace(g, action=GroupAction.UPDATE)
                        if g.action == GroupAction.UNCHANGED and g.service in unhealthy else g

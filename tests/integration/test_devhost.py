@@ -28,6 +28,7 @@ from azure.storage.queue import QueueClient
 
 from shared.devhost import keys as host_keys
 from shared.devhost.eventgrid import DeliveryPolicy, dead_letters
+from shared.devhost.eventgrid import summary as eventgrid_summary
 from shared.devhost.host import HostOptions, LocalHost
 from shared.settings import Settings
 from shared.storage.account import StorageAccount
@@ -89,6 +90,10 @@ TOY_APP = textwrap.dedent('''
         record(fn="on_message", body=body, dequeue_count=msg.dequeue_count, id=msg.id)
         if body == "poison":
             raise ValueError("cannot handle this message")
+        if body.startswith("slow:"):
+            import time
+            time.sleep(float(body.split(":")[1]))
+            record(fn="slow_done", id=msg.id)
 
 
     @app.timer_trigger(schedule="%TOY_TIMER%", arg_name="timer")
@@ -334,6 +339,8 @@ def test_workspace_events_retry_then_dead_letter(toy: dict[str, Any], start_host
     assert unmatched["id"] not in delivered
     assert [r["id"] for r in records(toy["log"], "on_event")].count(good["id"]) == 1
     assert not list(outbox_dir(home, "workspace").glob("*.json"))
+    summary = eventgrid_summary(home)  # what a status page shows
+    assert summary["deadlettered"] == 1 and summary["recent_deadletters"][0]["reason"] == "MaxDeliveryAttemptsExceeded"
 
 
 def test_duplicate_delivery_option_delivers_every_event_twice(toy: dict[str, Any], start_host) -> None:
@@ -383,6 +390,17 @@ def test_queue_trigger_base64_and_poison_after_five(toy: dict[str, Any], start_h
     assert sorted(m.content for m in moved) == sorted([base64.b64encode(b"poison").decode(), "not base64 at all!"])
     assert next(r for r in records(toy["log"], "on_message") if r["body"] == "hello")["dequeue_count"] == 1
     assert not list(queue.peek_messages(max_messages=32))  # handled messages are deleted
+
+
+def test_a_long_invocation_keeps_its_message_hidden(toy: dict[str, Any], start_host) -> None:
+    settings, name = toy["settings"], toy["queue"]
+    queue = _queue(settings, name)
+    start_host(queue_lease_seconds=2.0)  # renewed every ~0.7s while the function runs
+    queue.send_message(base64.b64encode(b"slow:4").decode())
+    wait_for(lambda: records(toy["log"], "slow_done"), what="the slow message to finish")
+    time.sleep(1.0)
+    runs = records(toy["log"], "on_message")
+    assert [r["dequeue_count"] for r in runs] == [1]  # never redelivered while it ran
 
 
 def _conn(settings: Settings) -> str:

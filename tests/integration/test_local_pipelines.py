@@ -81,8 +81,15 @@ def _run(ws: LocalWorkspace, pipeline: str, dataset: DatasetVersion, **parameter
     return ws.runs.wait(run.run_id, timeout=WAIT)
 
 
-def _events(ws: LocalWorkspace) -> list[dict]:
-    return [e for path in pending(outbox_dir(ws.home, "workspace")) for e in read(path)]
+def _events(ws: LocalWorkspace, run_id: str) -> list[dict]:
+    """The workspace events of a run: the runner publishes them just after the run turns final."""
+    def of_run() -> list[dict]:
+        return [e for path in pending(outbox_dir(ws.home, "workspace")) for e in read(path)
+                if e["data"].get("runId") == run_id]
+
+    _wait_for(lambda: of_run() != [])
+    time.sleep(0.2)  # a second event would be a bug: give it the chance to show
+    return of_run()
 
 
 def _log(ws: LocalWorkspace, run: Run) -> str:
@@ -155,8 +162,10 @@ def test_training_registers_every_good_model_and_records_each_bad_series(workspa
     assert "step registration" in _log(ws, run)
 
     # one RunCompleted event, as Azure ML raises it, and no ModelRegistered flood
-    events = _events(ws)
+    events = _events(ws, run.run_id)
     assert [e["eventType"] for e in events] == ["Microsoft.MachineLearningServices.RunCompleted"]
+    everything = [e["eventType"] for p in pending(outbox_dir(ws.home, "workspace")) for e in read(p)]
+    assert "Microsoft.MachineLearningServices.ModelRegistered" not in everything
     data = events[0]["data"]
     assert data["runId"] == run.run_id and data["experimentName"] == ws.settings.training_pipeline_name
     assert data["runTags"]["manymodels_kind"] == "training" and data["runTags"]["dataset_name"] == "train"
@@ -252,7 +261,7 @@ def test_the_cli_trains_then_forecasts_into_the_predictions_container(storage_se
         assert container == storage_settings.predictions_container
         assert blob == f"forecasts_{run.ended[:10].replace('-', '')}_{run.run_id}.csv"
         assert BlobStore(ws.storage, container).download_bytes(blob) == out.read_bytes()
-        completed = [e for e in _events(ws) if e["data"]["runId"] == run.run_id]
+        completed = _events(ws, run.run_id)
         assert completed[0]["eventType"].endswith("RunCompleted")
         assert completed[0]["data"]["runProperties"]["predictions"] == run.outputs["predictions"]
         assert completed[0]["data"]["runTags"]["manymodels_kind"] == "forecasting"
@@ -322,7 +331,7 @@ def test_error_threshold_fails_the_run_and_raises_run_status_changed(workspace, 
 
     assert run.status == RunStatus.FAILED
     assert "above error_threshold=1" in run.error
-    events = _events(ws)
+    events = _events(ws, run.run_id)
     assert [(e["eventType"], e["data"]["runStatus"]) for e in events] == [
         ("Microsoft.MachineLearningServices.RunStatusChanged", "Failed")]
 
@@ -352,7 +361,7 @@ def test_a_stopped_runner_marks_its_run_failed(workspace, tmp_path) -> None:
     final = ws.runs.wait(run.run_id, timeout=60)
 
     assert final.status == RunStatus.FAILED and "stopped" in final.error
-    assert [e["data"]["runStatus"] for e in _events(ws)] == ["Failed"]
+    assert [e["data"]["runStatus"] for e in _events(ws, run.run_id)] == ["Failed"]
 
 
 def test_reconcile_fails_a_run_whose_runner_died(workspace, tmp_path) -> None:
@@ -370,7 +379,7 @@ def test_reconcile_fails_a_run_whose_runner_died(workspace, tmp_path) -> None:
     final = ws.pipelines.reconcile(run.run_id)
 
     assert final.status == RunStatus.FAILED and "runner process ended" in final.error
-    assert [e["data"]["runStatus"] for e in _events(ws)] == ["Failed"]
+    assert [e["data"]["runStatus"] for e in _events(ws, run.run_id)] == ["Failed"]
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:

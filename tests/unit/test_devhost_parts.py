@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import azure.functions as func
@@ -124,3 +125,44 @@ def test_http_return_values_become_answers() -> None:
     assert http_answer(None).status == 204
     assert http_answer("hi").body == b"hi"
     assert json.loads(http_answer({"a": 1}).body) == {"a": 1}
+
+
+def test_local_settings_values_fill_the_environment_without_overriding(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.devhost.hostconfig import load_local_settings
+
+    monkeypatch.setenv("DEVHOST_TEST_SET", "from-env")
+    monkeypatch.delenv("DEVHOST_TEST_NEW", raising=False)
+    (tmp_path / "local.settings.json").write_text(json.dumps(
+        {"IsEncrypted": False, "Values": {"DEVHOST_TEST_SET": "from-file", "DEVHOST_TEST_NEW": "7"}}))
+    try:
+        assert load_local_settings(tmp_path) == ["DEVHOST_TEST_NEW"]
+        assert os.environ["DEVHOST_TEST_SET"] == "from-env" and os.environ["DEVHOST_TEST_NEW"] == "7"
+    finally:
+        os.environ.pop("DEVHOST_TEST_NEW", None)
+    assert load_local_settings(tmp_path / "none") == []
+    (tmp_path / "local.settings.json").write_text(json.dumps({"IsEncrypted": True, "Values": {}}))
+    with pytest.raises(InvalidValue, match="IsEncrypted"):
+        load_local_settings(tmp_path)
+
+
+def test_functions_are_indexed_once_per_app_from_their_bindings() -> None:
+    from shared.devhost.functions import TriggerKind, index_app, resolve_setting
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+    @app.queue_trigger(arg_name="msg", queue_name="%SOME_QUEUE%", connection="AzureWebJobsStorage")
+    def work(msg: func.QueueMessage) -> None: ...
+
+    @app.route(route="things/{id}", methods=["GET"])
+    def things(req: func.HttpRequest) -> str:
+        return "x"
+
+    first = index_app(app)
+    assert index_app(app) is first  # the library refuses a second get_functions() on one app
+    specs = {s.name: s for s in first}
+    assert specs["work"].kind is TriggerKind.QUEUE and specs["work"].trigger["queueName"] == "%SOME_QUEUE%"
+    assert specs["things"].trigger["authLevel"] == "FUNCTION" and specs["things"].trigger_param == "req"
+    assert resolve_setting("%SOME_QUEUE%-x", environ={"SOME_QUEUE": "q1"}) == "q1-x"
+    with pytest.raises(InvalidValue, match="SOME_QUEUE is not set"):
+        resolve_setting("%SOME_QUEUE%", environ={})

@@ -144,9 +144,13 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+# one encoder for every call (json.dumps with options builds a new one each time: thousands per registration)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def dumps(value: Mapping[str, Any] | list[Any] | tuple[Any, ...] | None) -> str:
     """JSON for a column: compact and key-sorted, so equal content gives equal text."""
-    return json.dumps(value if value is not None else {}, sort_keys=True, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value if value is not None else {})
 
 
 def loads(text: str | None, default: Any = None) -> Any:

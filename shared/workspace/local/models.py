@@ -5,9 +5,9 @@
 
 1. artifacts are copied into a staging folder first (hard links when the source is on the same
    file system: training outputs are written once and never modified in place), outside any
-   database lock;
-2. one write transaction numbers every model, moves each staged directory into place (a rename)
-   and inserts the rows with one ``executemany`` per table.
+   database lock; with ``move=True`` (a pipeline run's scratch outputs) there is no copy at all;
+2. one write transaction numbers every model, moves each staged (or given) directory into place
+   (a rename) and inserts the rows with one ``executemany`` per table.
 
 Queries never scan models in Python: ``latest`` is a flag column kept by registration (with a
 partial index), and tags are normalised into ``model_tags(key, value, name, version)`` with an
@@ -16,11 +16,13 @@ index, so ``list(tags={"Brand": "dominicks"})`` is an index lookup.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,6 +34,7 @@ from shared.workspace.local.db import Database, dumps, plain_cursor, utc_now
 # Azure ML's rule for model names (they become folder names here too).
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 _STAGING = ".models-staging"  # beside the models dir (same file system), never inside it
+_PLACE_IN_THREAD = 64  # models per call from which moving folders overlaps inserting rows
 
 
 def _link_or_copy(src: str, dst: str) -> str:
@@ -42,25 +45,49 @@ def _link_or_copy(src: str, dst: str) -> str:
     return dst
 
 
-def _place(source: str, parent: str, version: str) -> str:
-    """Move a staged artifact directory to ``<parent>/<version>`` (a rename: same file system)."""
-    final = os.path.join(parent, version)
+def _place(source: str, final: str) -> None:
+    """Move a staged artifact directory to ``<models>/<name>/<version>`` (a rename: same file system)."""
     try:
         os.rename(source, final)
     except FileNotFoundError:  # the model's first version: its folder does not exist yet
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
         os.rename(source, final)
     except OSError:  # left by a registration that failed before committing: its rows were never written
         shutil.rmtree(final)
         os.rename(source, final)
-    return final
+
+
+class _Placing(threading.Thread):
+    """Moves artifact directories into place while the caller inserts their rows.
+
+    The two wait on different things (the file system, SQLite) and both release the GIL, so a
+    thousands-model registration takes about as long as the slower of the two, not their sum.
+    """
+
+    def __init__(self, moves: list[tuple[str, str]], new_folders: set[str], placed: list[tuple[str, str]]) -> None:
+        super().__init__(name="models-placing", daemon=True)
+        self.moves, self.new_folders, self.placed = moves, new_folders, placed
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for source, final in self.moves:
+                folder = os.path.dirname(final)
+                if folder in self.new_folders:  # a name's first version: make its folder (not a failed rename first)
+                    self.new_folders.discard(folder)
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(folder)
+                _place(source, final)
+                self.placed.append((source, final))
+        except BaseException as e:  # re-raised by the caller, which undoes what was placed
+            self.error = e
 
 
 def _check(model: NewModel) -> None:
     if not _NAME.match(model.name or "") or model.name in (".", ".."):
         raise InvalidValue(f"model name {model.name!r} is not allowed: expected 1-255 letters, digits, "
                            "'.', '_' or '-', starting with a letter or digit")
-    if not Path(model.path).is_dir():
+    if not os.path.isdir(model.path):
         raise InvalidValue(f"model {model.name!r}: artifact directory {model.path!r} does not exist or is "
                            "not a directory")
 
@@ -94,13 +121,22 @@ class LocalModelRegistry(ModelRegistry):
     def __init__(self, db: Database, root: Path) -> None:
         self.db = db
         self.root = Path(root)
+        self._root_made = False
 
-    def register_many(self, models: Iterable[NewModel]) -> list[ModelRecord]:
+    def register_many(self, models: Iterable[NewModel], *, move: bool = False) -> list[ModelRecord]:
+        """Register every model in one call; each gets the next version of its name.
+
+        ``move=True`` moves each artifact directory into the registry instead of copying it: for
+        outputs nobody reads afterwards (a training run's models), it saves a copy per model. On the
+        same file system only; the directories are moved back if the registration fails.
+        """
         models = list(models)
         for model in models:
             _check(model)
         if not models:
             return []
+        if move and len({m.path for m in models}) == len(models) and self._same_file_system(models):
+            return self._commit([(model, model.path) for model in models], moved=True)
         staging = self.root.parent / _STAGING / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
@@ -114,41 +150,76 @@ class LocalModelRegistry(ModelRegistry):
         shutil.copytree(model.path, target, copy_function=_link_or_copy)
         return target
 
-    def _commit(self, staged: list[tuple[NewModel, str]]) -> list[ModelRecord]:
+    def _make_root(self) -> str:
+        if not self._root_made:
+            os.makedirs(self.root, exist_ok=True)
+            self._root_made = True
+        return str(self.root)
+
+    def _same_file_system(self, models: list[NewModel]) -> bool:
+        """Whether every artifact directory can be renamed into the models dir."""
+        self._make_root()
+        try:
+            device = os.stat(self.root).st_dev
+            return all(os.stat(parent).st_dev == device for parent in {os.path.dirname(m.path) for m in models})
+        except OSError:
+            return False
+
+    def _commit(self, staged: list[tuple[NewModel, str]], *, moved: bool = False) -> list[ModelRecord]:
         created = utc_now()
-        root = str(self.root)
-        os.makedirs(root, exist_ok=True)
-        records: list[ModelRecord] = []
+        root = self._make_root()
+        placed: list[tuple[str, str]] = []  # (source, final) of every folder moved into place so far
         try:
             with self.db.transaction() as tx:
-                self._insert(tx, staged, root, created, records)
+                return self._insert(tx, staged, root, created, placed)
         except BaseException:
             # Scoring reads the folders directly: no folder may outlive its rolled-back row.
-            for record in records:
-                shutil.rmtree(record.path, ignore_errors=True)
+            for source, final in placed:
+                if moved:
+                    with contextlib.suppress(OSError):
+                        os.rename(final, source)
+                else:
+                    shutil.rmtree(final, ignore_errors=True)
             raise
-        return records
 
     def _insert(self, tx: sqlite3.Connection, staged: list[tuple[NewModel, str]], root: str, created: str,
-                records: list[ModelRecord]) -> None:
-        """Number, place and insert every model; appends to ``records`` as folders are placed."""
+                placed: list[tuple[str, str]]) -> list[ModelRecord]:
+        """Number every model, then place the folders and insert the rows; appends to ``placed`` as it goes."""
         names = sorted({m.name for m, _ in staged})
         current = dict(self._latest_versions(tx, names))
+        previous = set(current)  # names with versions already: their latest flag moves
+        new_folders = {os.path.join(root, n) for n in names if n not in previous}
+        records: list[ModelRecord] = []
+        moves: list[tuple[str, str]] = []
         for model, source in staged:
             version = current.get(model.name, 0) + 1
             current[model.name] = version
-            final = _place(source, os.path.join(root, model.name), str(version))
+            final = os.path.join(root, model.name, str(version))
+            moves.append((source, final))
             records.append(ModelRecord(name=model.name, version=version, tags=_strings(model.tags),
                                        path=final, properties=_strings(model.properties), created=created))
-        tx.executemany("UPDATE models SET latest = 0 WHERE name = ? AND latest = 1", ((n,) for n in names))
-        tx.executemany(
-            "INSERT INTO models (name, version, latest, tags, properties, path, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((r.name, r.version, int(current[r.name] == r.version), dumps(r.tags), dumps(r.properties), r.path,
-              r.created) for r in records),
-        )
-        tx.executemany("INSERT INTO model_tags (name, version, key, value) VALUES (?, ?, ?, ?)",
-                       ((r.name, r.version, k, v) for r in records for k, v in r.tags.items()))
+        placing = _Placing(moves, new_folders, placed)
+        if len(moves) < _PLACE_IN_THREAD:
+            placing.run()
+        else:
+            placing.start()
+        try:
+            tx.executemany("UPDATE models SET latest = 0 WHERE name = ? AND latest = 1",
+                           ((n,) for n in names if n in previous))
+            tx.executemany(
+                "INSERT INTO models (name, version, latest, tags, properties, path, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((r.name, r.version, int(current[r.name] == r.version), dumps(r.tags), dumps(r.properties),
+                  r.path, r.created) for r in records),
+            )
+            tx.executemany("INSERT INTO model_tags (name, version, key, value) VALUES (?, ?, ?, ?)",
+                           ((r.name, r.version, k, v) for r in records for k, v in r.tags.items()))
+        finally:
+            if placing.is_alive():
+                placing.join()
+        if placing.error is not None:
+            raise placing.error
+        return records
 
     @staticmethod
     def _latest_versions(conn: sqlite3.Connection, names: list[str]) -> Iterable[tuple[str, int]]:

@@ -24,11 +24,12 @@ import sys
 import threading
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.data.schema import DEFAULT_SETTINGS_FILE, DatasetSchema
-from shared.errors import InvalidValue, NotFound
+from shared.errors import Conflict, InvalidValue, NotFound
 from shared.workspace.base import (
     DatasetVersion,
     PipelineKind,
@@ -50,6 +51,7 @@ MODES = ("changed", "all")
 RUNNER_MODULE = "shared.workspace.local.runner"
 RUNNER_LOG = "runner.log"
 PID_FILE = "runner.pid"
+NEVER_STARTED_SECONDS = 120.0  # a queued run with no runner pid this long after submit was never started
 # ParallelRunConfig fields a run may override (the SDK lets PipelineParameters set these)
 RUN_OVERRIDABLE = ("mini_batch_size", "process_count_per_node", "node_count", "run_invocation_timeout",
                    "run_max_try", "error_threshold", "allowed_failed_count", "logging_level")
@@ -213,11 +215,20 @@ class LocalPipelineStore(PipelineStore):
         """Mark a run failed when it is not final and its runner process is gone (and publish
         ``RunStatusChanged`` Failed). What the ``reconcile`` timer calls for local runs."""
         run = self.ws.runs.get(run_id)
-        if run.status.is_final or self.runner_alive(run_id) is not False:
+        if run.status.is_final:
             return run
-        final = self.ws.runs.update(run_id, status=RunStatus.FAILED, ended=utc_now(),
-                                    error="the runner process ended without finishing the run "
-                                          f"(killed?); see {self.run_dir(run_id) / 'logs' / RUNNER_LOG}")
+        alive = self.runner_alive(run_id)
+        if alive is None and _age_seconds(run.submitted) > NEVER_STARTED_SECONDS:
+            error = "no runner process was ever started for this run (the submitter stopped?)"
+        elif alive is False:
+            error = ("the runner process ended without finishing the run (killed?); see "
+                     f"{self.run_dir(run_id) / 'logs' / RUNNER_LOG}")
+        else:
+            return run
+        try:
+            final = self.ws.runs.update(run_id, status=RunStatus.FAILED, ended=utc_now(), error=error)
+        except Conflict:  # it ended meanwhile
+            return self.ws.runs.get(run_id)
         self.ws.events.publish([workspace_events.run_failed(final)])
         return final
 
@@ -261,6 +272,10 @@ def _pipeline(row) -> PublishedPipeline:
     return PublishedPipeline(name=row["name"], kind=PipelineKind(row["kind"]), pipeline_id=row["pipeline_id"],
                              version=row["version"], created=row["created"], parameters=loads(row["parameters"]),
                              enabled=bool(row["enabled"]))
+
+
+def _age_seconds(timestamp: str) -> float:
+    return (datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()
 
 
 def _runner_pid(folder: Path) -> int | None:

@@ -14,10 +14,13 @@
    per model: thousands of them would flood the Function App, and ``RunCompleted`` already says
    which models changed (the run id is a tag of each).
 
-This module stays light on purpose: it starts the worker processes first (they spend seconds
-importing the entry script's libraries) and only then imports the heavy steps, so both happen at
-the same time. The runner's pid is in ``run.outputs["runner_pid"]`` (and ``runner.pid`` in the run
-folder) so a reconciler can tell a dead runner. Run folder: ``<home>/runs/<id>/`` with ``logs/``
+This module (and the first steps) stay light on purpose: the fork server of the worker processes
+starts at once (it spends a second or more importing the entry script's libraries) and workers get
+mini-batches as soon as they are ready, while the runner imports what its later steps need in the
+background.
+
+The runner's pid is in ``run.outputs["runner_pid"]`` (and ``runner.pid`` in the run folder) so a
+reconciler can tell a dead runner. Run folder: ``<home>/runs/<id>/`` with ``logs/``
 (``runner.log`` + Azure ML's layout), ``outputs/``, ``inputs/``, ``parallel_run_step.txt`` and
 ``results.json`` (failures and fallbacks).
 """
@@ -27,8 +30,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,23 +76,29 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _start(home: Path, run_id: str) -> tuple[Run, LocalParallelRun] | None:
+def _start(runs: LocalRunStore, home: Path, run_id: str) -> tuple[Run, LocalParallelRun] | None:
     """Mark the run running and start its worker processes; None when it is already final."""
-    runs = LocalRunStore(connect(home))
     run = runs.get(run_id)
     if run.status.is_final:
         log.warning("run %s is already %s; nothing to do", run_id, run.status)
         return None
+    config = run_config(run)
+    pool = LocalParallelRun(config, script=config.entry_script_path(), arguments=job_arguments(run, home),
+                            run_dir=run_dir(home, run_id))
+    pool.start()  # first: its fork server spends a second importing the entry script's libraries
     try:
         run = runs.update(run_id, status=RunStatus.RUNNING, started=utc_now(),
                           outputs={"runner_pid": str(os.getpid()), "run_dir": str(run_dir(home, run_id))})
     except Conflict:  # it ended meanwhile (canceled, reconciled)
+        pool.close()
         return None
-    config = run_config(run)
-    pool = LocalParallelRun(config, script=config.entry_script_path(), arguments=job_arguments(run, home),
-                            run_dir=run_dir(home, run_id))
-    pool.start()
     return run, pool
+
+
+def _log_cpu() -> None:
+    # On a shared machine, wall time alone cannot tell a slow step from a busy neighbour.
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    log.info("cpu seconds of the runner process: %.2f user + %.2f system", own.ru_utime, own.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,24 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     home = Path(args.home).expanduser().resolve()
     settings = Settings.from_env().replace(home=home)
-    started = _start(home, args.run_id)
+    runs = LocalRunStore(connect(home))
+    started = _start(runs, home, args.run_id)
     if started is None:
         return 0
     run, pool = started
-    try:
-        from shared.workspace.local import runner_job
-        from shared.workspace.local.workspace import LocalWorkspace
+    from shared.workspace.local import runner_job
 
-        workspace = LocalWorkspace(settings)
-    except BaseException as e:  # cannot even build the workspace: still end the run as failed
-        pool.close()
-        LocalRunStore(connect(home)).update(run.run_id, status=RunStatus.FAILED, ended=utc_now(),
-                                            error=f"the runner could not start: {type(e).__name__}: {e}")
-        raise
-    try:
-        final = runner_job.execute(workspace, run, pool)
-    finally:
-        workspace.close()
+    threading.Thread(target=runner_job.warm_up, args=(run.kind,), name="warm-up", daemon=True).start()
+    final = runner_job.execute(settings, runs, run, pool)
+    _log_cpu()
     return 0 if final.status == RunStatus.COMPLETED else 1
 
 

@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import InvalidValue
-from shared.storage.account import StorageAccount
-from shared.storage.blobs import BlobStore
 from shared.workspace.base import DatasetFile, DatasetVersion
 from shared.workspace.local.datasets import local_path
 
@@ -43,18 +42,28 @@ def select(dataset: DatasetVersion, *, mode: str) -> list[DatasetFile]:
     raise InvalidValue(f"run parameter mode={mode!r} is not allowed: expected 'changed' or 'all'")
 
 
-def resolve(files: list[DatasetFile], *, datastore: str, storage: StorageAccount, inputs_dir: Path) -> RunInputs:
+def _local_paths(datastore: str, files: list[DatasetFile]) -> list[str]:
+    """Where each file of a ``file:///`` datastore is (the root is parsed once, not per file)."""
+    root = str(local_path(datastore, ""))
+    return [os.path.join(root, f.path) for f in files]
+
+
+def resolve(files: list[DatasetFile], *, datastore: str, storage_connection: str, inputs_dir: Path) -> RunInputs:
     """Local paths of ``files`` (downloading blob files into ``inputs_dir``)."""
     if datastore.startswith("file:///"):
-        paths = [str(local_path(datastore, f.path)) for f in files]
-        missing = [p for p in paths if not Path(p).is_file()]
+        paths = _local_paths(datastore, files)
+        missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise InvalidValue(f"{len(missing)} input file(s) of the dataset are gone, e.g. {missing[0]}: "
                                "a local dataset is read in place, so keep its folder until the run ends")
         return RunInputs(tuple(files), tuple(paths))
     if datastore.startswith(BLOB_SCHEME):
+        # imported here: the runner reaches this step before its heavy imports are done
+        from shared.storage.account import StorageAccount
+        from shared.storage.blobs import BlobStore
+
         container = datastore[len(BLOB_SCHEME):].strip("/")
-        store = BlobStore(storage, container)
+        store = BlobStore(StorageAccount(storage_connection), container)
         downloaded = store.download_many([f.path for f in files], inputs_dir)
         return RunInputs(tuple(files), tuple(str(p) for p in downloaded))
     raise InvalidValue(f"datastore {datastore!r} is not allowed: expected file:///abs/dir or azureblob://container")

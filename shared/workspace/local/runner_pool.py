@@ -2,8 +2,8 @@
 
 Behaves like Azure ML's ParallelRunStep (``ParallelRunConfig`` semantics):
 
-- ``process_count_per_node`` worker processes (fresh interpreters), each imports the entry script and calls
-  ``init()`` once, then ``run(mini_batch)`` for one mini-batch at a time;
+- ``process_count_per_node`` worker processes, each imports the entry script and calls ``init()``
+  once, then ``run(mini_batch)`` for one mini-batch at a time;
 - a ``run()`` call longer than ``run_invocation_timeout`` seconds has its process killed and
   replaced (the new process runs ``init()`` again); a mini-batch whose ``run()`` raised, timed out
   or whose process died is queued again until it has had ``run_max_try`` tries;
@@ -13,32 +13,41 @@ Behaves like Azure ML's ParallelRunStep (``ParallelRunConfig`` semantics):
 - with ``output_action: append_row`` every row run() returns is appended to
   ``append_row_file_name`` (space separated, no header), in completion order.
 
+Worker processes are forked from a fork server (:mod:`multiprocessing`) that imported the entry
+script's heavy libraries (numpy, pandas...) once, so N workers do not pay N times for that import
+on a machine with few cores. Each worker still imports the entry script itself and runs its
+``init()``, as on Azure ML.
+
 Logs follow Azure ML's layout under ``<run>/logs``: ``user/stdout|stderr/processNNN.*.txt``,
 ``user/error/`` (tracebacks), ``sys/job_report/processed_mini-batches.csv``.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
-import json
 import logging
-import socket
-import subprocess
-import sys
+import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from shared.workspace.local import runner_worker
 from shared.workspace.parallel_config import REPO_ROOT, OutputAction, ParallelRunConfig
 
 log = logging.getLogger(__name__)
 
 WORKER_MODULE = "shared.workspace.local.runner_worker"
+# Libraries worth importing once in the fork server: slow to import, and safe to fork after import
+# (they start no threads then). Preloaded only when the entry script (or a module beside it) uses them.
+PRELOADABLE = ("numpy", "pandas", "pyarrow", "scipy", "sklearn", "joblib")
 _KILL_GRACE = 5.0
 _TICK = 1.0  # longest wait between progress reports
 
@@ -76,7 +85,7 @@ class ParallelOutcome:
 @dataclass(slots=True)
 class _Worker:
     index: int
-    process: subprocess.Popen
+    process: BaseProcess
     conn: Connection
     started: float
     ready: bool = False
@@ -86,6 +95,8 @@ class _Worker:
 
 def count_failed_rows(result: Any) -> int:
     """Failure rows in a run() result: rows whose ``status`` column is ``failed``."""
+    if isinstance(result, runner_worker.RowBatch):
+        return sum(str(s) == "failed" for s in result.column("status") or ())
     columns = getattr(result, "columns", None)
     if columns is None or "status" not in columns:
         return 0
@@ -116,16 +127,19 @@ class LocalParallelRun:
         self.on_progress = on_progress
         self._workers: list[_Worker] = []
         self._next_index = 0
+        self._context: BaseContext | None = None
         # init() gets longer than run(): it may load many models
         self._init_timeout = max(3 * config.run_invocation_timeout, 120)
 
     # ------------------------------------------------------------------ public
 
     def start(self) -> None:
-        """Start the worker processes now (they import the entry script while the caller prepares)."""
+        """Start the fork server now: it imports the entry script's libraries while the caller prepares.
+
+        The workers are forked from it by :meth:`run` (the first fork waits for those imports).
+        """
         (self.logs / "user").mkdir(parents=True, exist_ok=True)
-        while len(self._workers) < self.config.process_count_per_node:
-            self._spawn()
+        self._fork_server()
 
     def close(self) -> None:
         """Stop every worker process (idempotent)."""
@@ -144,7 +158,7 @@ class LocalParallelRun:
         output.touch()
         self._report_file = open(self.logs / "sys" / "job_report" / "processed_mini-batches.csv", "a", newline="")  # noqa: SIM115
         self._report = csv.writer(self._report_file)
-        self._report.writerow(["mini_batch", "files", "try", "status", "seconds", "process", "reason"])
+        self._report.writerow(["time", "mini_batch", "files", "try", "status", "seconds", "process", "reason"])
         try:
             with open(output, "a") as self._output:
                 while (self._pending or self._busy()) and not self.outcome.aborted:
@@ -182,16 +196,38 @@ class LocalParallelRun:
         self._expire()
         self._progress()
 
+    def _fork_server(self) -> BaseContext:
+        if self._context is None:
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                self._context = multiprocessing.get_context("forkserver")
+                preload = preload_modules(self.script)
+                self._context.set_forkserver_preload(preload)
+                from multiprocessing import forkserver
+
+                forkserver.ensure_running()
+                log.info("fork server started; it imports %s once for every worker process", ", ".join(preload))
+            else:  # no fork (Windows): every worker is a fresh interpreter
+                self._context = multiprocessing.get_context("spawn")
+        return self._context
+
     def _spawn(self) -> None:
         index = self._next_index
         self._next_index += 1
-        parent, child = socket.socketpair()
-        cmd = [sys.executable, "-m", WORKER_MODULE, "--fd", str(child.fileno()), "--worker", str(index),
-               "--script", str(self.script), "--arguments", json.dumps(self.arguments), "--logs", str(self.logs)]
-        process = subprocess.Popen(cmd, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
-        child.close()
+        context = self._fork_server()
+        conn, child = context.Pipe()
+        process = context.Process(target=runner_worker.serve, name=f"process{index:03d}",
+                                  args=(child, index, str(self.script), self.arguments, str(self.logs),
+                                        str(REPO_ROOT)))
+        try:
+            process.start()
+        except (OSError, EOFError) as e:  # the fork server died (out of memory?)
+            conn.close()
+            self.outcome.aborted = f"cannot start a worker process for {self.script.name}: {type(e).__name__}: {e}"
+            return
+        finally:
+            child.close()
         log.info("started process%03d (pid %s) for %s", index, process.pid, self.script.name)
-        self._workers.append(_Worker(index, process, Connection(parent.detach()), time.monotonic()))
+        self._workers.append(_Worker(index, process, conn, time.monotonic()))
 
     def _dispatch(self, w: _Worker, batch_id: int) -> None:
         self._tries[batch_id] += 1
@@ -203,13 +239,13 @@ class LocalParallelRun:
         try:
             message = w.conn.recv()
         except (EOFError, OSError):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                w.process.wait(_KILL_GRACE)
-            self._lost(w, f"its process exited with code {w.process.returncode} (crashed or out of memory?)")
+            w.process.join(_KILL_GRACE)
+            self._lost(w, f"its process exited with code {w.process.exitcode} (crashed or out of memory?)")
             return
         kind = message[0]
         if kind == "ready":
             w.ready = True
+            log.info("process%03d ready (init() done) %.2fs after its start", w.index, time.monotonic() - w.started)
         elif kind == "init_failed":
             self._write_error(f"process{w.index:03d}.init.txt", message[1])
             self.outcome.aborted = (f"init() of {self.script.name} failed: {_last_line(message[1])} "
@@ -255,7 +291,7 @@ class LocalParallelRun:
         self.outcome.results[batch_id] = result
         self._done += 1
         self._files_done += len(files)
-        self._report.writerow([batch_id, len(files), self._tries[batch_id], "ok", f"{seconds:.3f}",
+        self._report.writerow([_now(), batch_id, len(files), self._tries[batch_id], "ok", f"{seconds:.3f}",
                                f"process{w.index:03d}", ""])
         if self.config.output_action == OutputAction.APPEND_ROW:
             _append_rows(self._output, result)
@@ -268,8 +304,8 @@ class LocalParallelRun:
         files = self._batches[batch_id]
         tries = self._tries[batch_id]
         final = tries >= self.config.run_max_try
-        self._report.writerow([batch_id, len(files), tries, "failed" if final else "retry", f"{seconds:.3f}",
-                               f"process{w.index:03d}", reason])
+        self._report.writerow([_now(), batch_id, len(files), tries, "failed" if final else "retry",
+                               f"{seconds:.3f}", f"process{w.index:03d}", reason])
         if not final:
             log.warning("mini-batch %s (%s files) failed on try %s of %s, queued again: %s",
                         batch_id, len(files), tries, self.config.run_max_try, reason)
@@ -304,13 +340,13 @@ class LocalParallelRun:
 
     def _retire(self, w: _Worker, *, grace: float = 0.0) -> None:
         """Kill a worker (hung, dead, broken, or done after ``grace`` seconds) and forget it."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            w.process.wait(grace)
-        if w.process.poll() is None:
+        w.process.join(grace)
+        if w.process.exitcode is None:
             w.process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            w.process.wait(_KILL_GRACE)
+            w.process.join(_KILL_GRACE)
         w.conn.close()
+        with contextlib.suppress(ValueError):  # still running after SIGKILL + grace: leave it to the OS
+            w.process.close()
         self._workers.remove(w)
 
     def _release(self, w: _Worker) -> None:
@@ -331,13 +367,49 @@ class LocalParallelRun:
         (self.logs / "user" / "error" / name).write_text(text)
 
 
+def preload_modules(script: Path) -> list[str]:
+    """What the fork server imports: the worker module, and the :data:`PRELOADABLE` libraries that
+    the entry script or the modules beside it import (anywhere in the file: scripts import lazily too)."""
+    found: set[str] = set()
+    todo, seen = [script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (OSError, SyntaxError, ValueError):  # a broken script fails in its worker, with its traceback
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for top in (name.partition(".")[0] for name in names):
+                beside = script.parent / f"{top}.py"
+                if beside.is_file():
+                    todo.append(beside)
+                else:
+                    found.add(top)
+    return [WORKER_MODULE, *(m for m in PRELOADABLE if m in found)]
+
+
 def _append_rows(handle: Any, result: Any) -> None:
-    if hasattr(result, "to_csv"):
+    if isinstance(result, runner_worker.RowBatch):
+        handle.write(result.text)
+    elif hasattr(result, "to_csv"):
         if len(result):
             result.to_csv(handle, sep=" ", header=False, index=False)
     else:
         handle.writelines(f"{row}\n" for row in result)
     handle.flush()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
 
 
 def _last_line(trace: str) -> str:

@@ -1,5 +1,8 @@
 """The steps after ParallelRunStep: what the run's rows mean, then registration or predictions.
 
+The rows arrive as :class:`RowBatch` es (plain Python columns): a training run never imports
+pandas here; forecasting builds its predictions table with pandas.
+
 Training: the rows ``train.py`` returned give the counts and the per-series failures and
 fallbacks; the models manifest (``<output>/manifest/*.jsonl``, one file per worker process) is
 registered in bulk (contracts §3, §4). Forecasting: the ``ok`` rows become
@@ -12,18 +15,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from shared.storage.account import StorageAccount
-from shared.storage.blobs import BlobStore
-from shared.workspace.base import ModelRegistry, NewModel, SeriesFailure
+from shared.workspace.base import NewModel, SeriesFailure
+from shared.workspace.local.models import LocalModelRegistry
 from shared.workspace.local.runner_inputs import RunInputs
 from shared.workspace.local.runner_pool import ParallelOutcome
+from shared.workspace.local.runner_worker import RowBatch
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shared.storage.account import StorageAccount
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +40,19 @@ _BOOKKEEPING = ("file", "status", "reason")
 
 @dataclass(slots=True)
 class RunRows:
-    """What the entry script said about every file/series of the run."""
+    """What the entry script said about every file/series of the run (its run() results, in mini-batch order)."""
 
-    frame: pd.DataFrame
+    batches: list[RowBatch] = field(default_factory=list)
     failures: list[SeriesFailure] = field(default_factory=list)
     fallback: list[dict[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        """Every row in one table (imports pandas: forecasting only)."""
+        import pandas as pd
+
+        frames = [pd.DataFrame(dict(zip(b.names, b.values, strict=True))) for b in self.batches if len(b)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _text(value: Any) -> str:
@@ -47,25 +61,47 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def as_row_batch(result: Any) -> RowBatch | None:
+    """A run() result as a :class:`RowBatch` (DataFrames too: tests and in-process callers); None for plain lines."""
+    if isinstance(result, RowBatch):
+        return result
+    if hasattr(result, "to_csv") and hasattr(result, "columns"):
+        from shared.workspace.local.runner_worker import row_batch
+
+        return row_batch(result)
+    return None
+
+
+def _records(batch: RowBatch, status: str) -> Iterator[dict[str, Any]]:
+    """The rows of ``batch`` whose status is ``status``, as dicts."""
+    statuses = batch.column("status") or ["ok"] * len(batch)
+    for i, value in enumerate(statuses):
+        if str(value) == status:
+            yield {name: values[i] for name, values in zip(batch.names, batch.values, strict=True)}
+
+
 def collect_rows(outcome: ParallelOutcome, inputs: RunInputs, *, series_of: Callable[[dict], str]) -> RunRows:
-    """Concatenate run() results and turn failure/fallback rows (and lost mini-batches) into records."""
-    frames = [r for _, r in sorted(outcome.results.items()) if isinstance(r, pd.DataFrame) and len(r)]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """Gather run() results and turn failure/fallback rows (and lost mini-batches) into records."""
+    batches = [b for _, r in sorted(outcome.results.items()) if (b := as_row_batch(r)) is not None and len(b)]
     names = inputs.name_of()
-    status = frame["status"].astype(str) if "status" in frame.columns else pd.Series("ok", index=frame.index)
-    rows = RunRows(frame=frame)
-    for record in frame[status == "failed"].to_dict("records"):
-        file = ";".join(names.get(part, part) for part in _text(record.get("file")).split(";"))
-        rows.failures.append(SeriesFailure(file=file, series=series_of(record),
-                                           reason=_text(record.get("reason")) or "failed (no reason given)"))
-    for record in frame[status == "fallback"].to_dict("records"):
-        rows.fallback.append({"series": series_of(record), "model_name": _text(record.get("model_name")),
-                              "model_type": _text(record.get("model_type")), "reason": _text(record.get("reason"))})
+    rows = RunRows(batches=batches)
+    succeeded = 0
+    for batch in batches:
+        succeeded += sum(str(s) == "ok" for s in batch.column("status") or ["ok"] * len(batch))
+        for record in _records(batch, "failed"):
+            file = ";".join(names.get(part, part) for part in _text(record.get("file")).split(";"))
+            rows.failures.append(SeriesFailure(file=file, series=series_of(record),
+                                               reason=_text(record.get("reason")) or "failed (no reason given)"))
+    for batch in batches:
+        for record in _records(batch, "fallback"):
+            rows.fallback.append({"series": series_of(record), "model_name": _text(record.get("model_name")),
+                                  "model_type": _text(record.get("model_type")),
+                                  "reason": _text(record.get("reason"))})
     for lost in outcome.failed_batches:
         rows.failures.extend(SeriesFailure(file=names.get(path, Path(path).name), series="",
                                            reason=f"mini-batch failed after {lost.tries} tries: {lost.reason}")
                              for path in lost.files)
-    rows.counts = {"files": len(inputs.files), "rows": len(frame), "succeeded": int((status == "ok").sum()),
+    rows.counts = {"files": len(inputs.files), "rows": sum(len(b) for b in batches), "succeeded": succeeded,
                    "fallback": len(rows.fallback), "failed": len(rows.failures)}
     return rows
 
@@ -77,15 +113,13 @@ def training_series(record: dict) -> str:
 # --------------------------------------------------------------------------- training: registration
 
 
-def read_manifest(output_dir: Path, rows: pd.DataFrame) -> list[NewModel]:
+def read_manifest(output_dir: Path, rows: Sequence[RowBatch] | pd.DataFrame) -> list[NewModel]:
     """The models to register: manifest lines of series whose row is ok/fallback, one per name.
 
     A mini-batch retried after a timeout may have written some lines twice (or half a line when
     its process was killed): the last complete line of a name wins, broken lines are skipped.
     """
-    wanted = None
-    if {"model_name", "status"} <= set(rows.columns):
-        wanted = set(rows.loc[rows["status"].astype(str).isin(["ok", "fallback"]), "model_name"].astype(str))
+    wanted = _registrable(rows)
     found: dict[str, NewModel] = {}
     for manifest in sorted((output_dir / "manifest").glob("*.jsonl")):
         for number, line in enumerate(manifest.read_text().splitlines(), 1):
@@ -95,13 +129,26 @@ def read_manifest(output_dir: Path, rows: pd.DataFrame) -> list[NewModel]:
     return [found[name] for name in sorted(found)]
 
 
+def _registrable(rows: Sequence[RowBatch] | pd.DataFrame) -> set[str] | None:
+    """Model names of the ok/fallback rows (None: the rows do not say, so every manifest entry counts)."""
+    batches = list(rows) if isinstance(rows, list | tuple) else [as_row_batch(rows)]
+    wanted = None
+    for batch in batches:
+        names, statuses = (batch.column("model_name"), batch.column("status")) if batch else (None, None)
+        if names is None or statuses is None:
+            continue
+        wanted = wanted if wanted is not None else set()
+        wanted.update(str(n) for n, s in zip(names, statuses, strict=True) if str(s) in ("ok", "fallback"))
+    return wanted
+
+
 def _manifest_model(line: str, output_dir: Path, where: str) -> NewModel | None:
     if not line.strip():
         return None
     try:
         entry = json.loads(line)
-        path = Path(entry["path"])
-        return NewModel(name=str(entry["name"]), path=str(path if path.is_absolute() else output_dir / path),
+        path = entry["path"]
+        return NewModel(name=str(entry["name"]), path=os.path.join(output_dir, path),  # absolute paths stay
                         tags={str(k): str(v) for k, v in (entry.get("tags") or {}).items()},
                         properties={str(k): _text(v) for k, v in (entry.get("properties") or {}).items()})
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -109,11 +156,15 @@ def _manifest_model(line: str, output_dir: Path, where: str) -> NewModel | None:
         return None
 
 
-def register(registry: ModelRegistry, models: list[NewModel], *, progress: Callable[[int], None]) -> int:
-    """Register ``models`` in bulk (a few big ``register_many`` calls); returns how many."""
+def register(registry: LocalModelRegistry, models: list[NewModel], *, progress: Callable[[int], None]) -> int:
+    """Register ``models`` in bulk (a few big ``register_many`` calls); returns how many.
+
+    The run's artifact directories are scratch: the registry takes them over (a rename each) rather
+    than copying them.
+    """
     done = 0
     for chunk in _chunks(models, REGISTER_CHUNK):
-        done += len(registry.register_many(chunk))
+        done += len(registry.register_many(chunk, move=True))
         progress(done)
     return done
 
@@ -143,6 +194,8 @@ def write_predictions(rows: pd.DataFrame, path: Path) -> None:
 
 def upload_predictions(storage: StorageAccount, container: str, path: Path) -> str:
     """Upload the predictions file; returns ``<container>/<blob>``."""
+    from shared.storage.blobs import BlobStore  # the storage SDK is slow to import: forecasting only
+
     store = BlobStore(storage, container)
     store.ensure_container()
     store.upload_file(path.name, path)

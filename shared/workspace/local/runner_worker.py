@@ -5,22 +5,24 @@ Run exactly as Azure ML runs entry scripts (contracts §3): the script's directo
 ``sys.path``, ``sys.argv = [script, *arguments]``, the script imported as a module. The process's
 stdout/stderr go to ``logs/user/stdout|stderr/processNNN.*.txt`` of the run, like Azure ML's.
 
-A worker is a fresh interpreter (``python -m shared.workspace.local.runner_worker``) that imports
-nothing of the product but this module, so it starts as fast as the entry script's own imports
-allow. Messages to the runner (pickled, over a socket pair): ``("ready", pid)``,
-``("init_failed", traceback)``, ``("done", batch_id, result, seconds)``,
-``("error", batch_id, traceback, seconds)``.
+The runner forks workers from a fork server (:mod:`runner_pool`) and calls :func:`serve` in each;
+this module imports nothing of the product, so the fork server stays small. Messages to the
+runner (pickled, over a socket pair): ``("ready", pid)``, ``("init_failed", traceback)``,
+``("done", batch_id, result, seconds)``, ``("error", batch_id, traceback, seconds)``.
+
+A DataFrame result travels as a :class:`RowBatch`: its columns as plain Python lists plus its
+``append_row`` text, rendered here (in parallel) rather than by the runner. So the runner reads
+a training run's results without importing pandas.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -49,17 +51,54 @@ def _import_entry_script(script: Path, arguments: list[str]) -> Any:
     return module
 
 
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """The DataFrame one run() call returned, column by column.
+
+    Values are plain Python (missing text is None, missing numbers NaN); timestamps stay pandas
+    Timestamps, so only results holding them need pandas to be read.
+    """
+
+    names: tuple[str, ...]
+    values: tuple[list[Any], ...]  # one list per column, same order as names
+    text: str  # the rows as ParallelRunStep's append_row writes them (space separated, no header)
+
+    def __len__(self) -> int:
+        return len(self.values[0]) if self.values else 0
+
+    def column(self, name: str) -> list[Any] | None:
+        """The values of the first column called ``name`` (None when there is none)."""
+        return self.values[self.names.index(name)] if name in self.names else None
+
+
+def row_batch(frame: Any) -> RowBatch:
+    import numpy as np  # a worker has it already (pandas needs it); the runner never calls this
+
+    values = []
+    for j in range(frame.shape[1]):
+        column = frame.iloc[:, j]
+        items = column.tolist()
+        if not (isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiub"):
+            # text, objects, nullable numbers: pandas' missing-value markers would need pandas to unpickle
+            missing = column.isna().tolist()
+            items = [None if gone else v for v, gone in zip(items, missing, strict=True)]
+        values.append(items)
+    text = frame.to_csv(sep=" ", header=False, index=False) if len(frame) else ""
+    return RowBatch(tuple(str(c) for c in frame.columns), tuple(values), text)
+
+
 def _picklable(result: Any) -> Any:
-    """A DataFrame or a list of rows: what ParallelRunStep accepts from run()."""
+    """A :class:`RowBatch` (for a DataFrame) or a list of rows: what ParallelRunStep accepts from run()."""
     if result is None:
         return []
-    if hasattr(result, "to_dict") and hasattr(result, "columns"):
-        return result
+    if hasattr(result, "to_csv") and hasattr(result, "columns"):
+        return row_batch(result)
     return list(result)
 
 
-def serve(conn: Connection, worker: int, script: str, arguments: list[str], logs: str) -> None:
+def serve(conn: Connection, worker: int, script: str, arguments: list[str], logs: str, cwd: str) -> None:
     """Serve mini-batches on ``conn`` until the runner sends None or goes away."""
+    os.chdir(cwd)
     _redirect_output(Path(logs), worker)
     try:
         module = _import_entry_script(Path(script), arguments)
@@ -87,18 +126,3 @@ def serve(conn: Connection, worker: int, script: str, arguments: list[str], logs
         conn.send(("done", batch_id, result, time.perf_counter() - started))
     if callable(getattr(module, "shutdown", None)):
         module.shutdown()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="one ParallelRunStep worker process (started by the runner)")
-    parser.add_argument("--fd", type=int, required=True, help="inherited socket to the runner")
-    parser.add_argument("--worker", type=int, required=True)
-    parser.add_argument("--script", required=True)
-    parser.add_argument("--arguments", required=True, help="JSON list: the entry script's arguments")
-    parser.add_argument("--logs", required=True)
-    args = parser.parse_args(argv)
-    serve(Connection(args.fd), args.worker, args.script, json.loads(args.arguments), args.logs)
-
-
-if __name__ == "__main__":
-    main()

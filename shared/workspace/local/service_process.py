@@ -34,10 +34,17 @@ from shared.errors import OperationTimeout, Unavailable
 HOST = "127.0.0.1"
 REQUEST_LOG_ENV = "MANYMODELS_REQUEST_LOG"  # "true": log every request in the service's log
 MARKER = "manymodels-local-service"
+# gunicorn formats every access-log line (headers, times: a measurable share of a local call's CPU)
+# before the logger's level drops it; this logger class (gunicorn's --logger-class) asks the level first.
 LAUNCHER = (
     f"# {MARKER}\n"
-    "import sys\n"
+    "import logging, sys\n"
+    "from gunicorn import glogging\n"
     "from azureml_inference_server_http import amlserver\n"
+    "class QuietAccessLogger(glogging.Logger):\n"
+    "    def access(self, resp, req, environ, request_time):\n"
+    "        if self.access_log.isEnabledFor(logging.INFO):\n"
+    "            super().access(resp, req, environ, request_time)\n"
     f"amlserver.DEFAULT_HOST = {HOST!r}\n"
     "sys.argv[0] = 'azmlinfsrv'\n"
     "sys.exit(amlserver.run())\n"
@@ -97,7 +104,8 @@ def start(*, entry_script: Path, model_dir: Path, port: int, health_port: int, l
     gunicorn_args = environment.get("GUNICORN_CMD_ARGS", "")
     # --no-control-socket: gunicorn 27 would share one control socket (~/.gunicorn/gunicorn.ctl) between
     # every service; --reuse-port: the rolling restart opens the port beside the old process.
-    env["GUNICORN_CMD_ARGS"] = f"{gunicorn_args} --reuse-port --graceful-timeout 5 --no-control-socket".strip()
+    env["GUNICORN_CMD_ARGS"] = (f"{gunicorn_args} --reuse-port --graceful-timeout 5 --no-control-socket "
+                                "--logger-class __main__.QuietAccessLogger").strip()
     env["SEPERATE_HEALTH_ENDPOINT"] = "true"  # (sic) the server's name for a second listening port
     env.setdefault("WORKER_COUNT", "1")
     env["PYTHONUNBUFFERED"] = "1"

@@ -1,0 +1,53 @@
+"""Deployment configs per target and the names each target uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.deploy_config import load_service_config
+from shared.errors import InvalidValue
+from shared.flows.deploy import deploy_target
+from shared.workspace.base import ServiceKind
+
+
+@pytest.mark.parametrize("target", ["local", "aci", "aks"])
+def test_every_target_has_models_and_router_configs(target):
+    models = load_service_config(target, "models")
+    router = load_service_config(target, "router")
+    assert models.kind == ServiceKind(target) and router.kind == ServiceKind(target)
+    assert models.entry_script == "scoring/model_webservice.py"
+    assert router.entry_script == "scoring/routing_webservice.py"
+    assert models.environment["WORKER_COUNT"] == "1"
+    if target == "local":
+        assert not models.auth_enabled and not router.auth_enabled
+    else:  # as the original: models 1 CPU / 1 GB, router 0.1 CPU / 0.5 GB, auth on
+        assert (models.cpu_cores, models.memory_gb, models.auth_enabled) == (1.0, 1.0, True)
+        assert (router.cpu_cores, router.memory_gb, router.auth_enabled) == (0.1, 0.5, True)
+    assert not any("KEY" in k.upper() for k in {**models.environment, **router.environment})
+
+
+def test_bad_configs_are_refused_with_the_field_named(tmp_path):
+    path = tmp_path / "aci-deploy-config.yml"
+    path.write_text("computeType: ACI\nmodels:\n  entryScript: scoring/model_webservice.py\n"
+                    "  containerResourceRequirements: {cpu_cores: lots}\n")
+    with pytest.raises(InvalidValue, match="cpu_cores"):
+        load_service_config("aci", "models", path=path)
+    with pytest.raises(InvalidValue, match="missing section 'router'"):
+        load_service_config("aci", "router", path=path)
+    path.write_text("computeType: AKS\nmodels: {entryScript: x.py}\n")
+    with pytest.raises(InvalidValue, match="does not match target 'aci'"):
+        load_service_config("aci", "models", path=path)
+    with pytest.raises(InvalidValue, match="expected one of local, aci, aks"):
+        load_service_config("gke", "models")
+    with pytest.raises(InvalidValue, match="'models' or 'router'"):
+        load_service_config("aci", "batch")
+
+
+def test_targets_are_named_as_the_original(settings):
+    aci, aks, local = (deploy_target(settings, t) for t in ("aci", "aks", "local"))
+    assert (aci.prefix, aci.state_model, aci.router_service) == (
+        "test-manymodels-", "test-deployed_models_info", "test-routing-manymodels")
+    assert (aks.prefix, aks.state_model, aks.router_service) == (
+        "manymodels-", "deployed_models_info", "routing-manymodels")
+    assert local.state_model == "deployed_models_info_local" and local.prefix == "manymodels-"
+    assert len({aci.state_model, aks.state_model, local.state_model}) == 3
