@@ -25,7 +25,7 @@ from shared.errors import InvalidValue
 from shared.settings import Settings, get_settings
 from shared.workspace.base import DatasetMode, PipelineKind, Run, RunStatus
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.1
 LINE_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 DATASET_NAMES = {PipelineKind.TRAINING: "train", PipelineKind.FORECASTING: "inference"}
 

@@ -64,6 +64,12 @@ def render(report: dict[str, Any]) -> str:
         for target, endpoint in routers.items():
             lines.append(f"Router ({target}): {endpoint or 'not deployed'}")
         lines.append("")
+    grid = report.get("event_grid")
+    if grid and not _error(grid):
+        lines.append(f"Event Grid (local): {grid['pending']} deliveries pending, {grid['deadlettered']} dead-lettered")
+        if grid["recent_deadletters"]:
+            lines += [table(grid["recent_deadletters"], ["subscription", "eventType", "subject", "reason", "attempts"])]
+        lines.append("")
     if not report["storage"]["reachable"]:
         lines.append(f"Batches and deployments: storage not reachable ({report['storage'].get('reason')})")
         return "\n".join(lines)

@@ -39,12 +39,21 @@ def collect_status(ctx: Context, *, storage: bool = True) -> dict[str, Any]:
     out["models"] = _section(lambda: _models(ctx))
     out["services"] = _section(lambda: _services(ctx))
     out["routers"] = _section(lambda: _routers(ctx))
+    if settings.backend == "local":
+        out["event_grid"] = _section(lambda: _local_event_grid(ctx))
     reachable, why = storage_reachable(ctx) if storage else (False, "not asked")
     out["storage"] = {"reachable": reachable, **({} if reachable else {"reason": why})}
     if reachable:
         out["batches"] = _section(lambda: _batches(ctx))
         out["deployments"] = _section(lambda: _deployments(ctx))
     return out
+
+
+def _local_event_grid(ctx: Context) -> dict[str, Any]:
+    """Pending deliveries and dead letters of the local host (on Azure they are in `deadletter`)."""
+    from shared.devhost.eventgrid import summary
+
+    return summary(ctx.settings.home)
 
 
 def _section(read: Callable[[], Any]) -> Any:
