@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.commands.output import emit_json, info, table
 from shared.errors import Conflict, InvalidValue
+from shared.processes import LOOPBACK, port_open
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -151,15 +151,10 @@ def _start_stack(settings: Settings, *, port: int) -> HostState:
 
     parser = argparse.ArgumentParser()
     add_host_arguments(parser)
-    chosen = port if _port_free(port) else 0
+    chosen = port if not port_open(LOOPBACK, port) else 0
     args = parser.parse_args(["--port", str(chosen)])
     info("starting the local stack (Azurite + host)...")
     return process.start_detached(settings, host_argv(args))
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _upload(settings: Settings, folder: Path, kind: str, series: int) -> str:

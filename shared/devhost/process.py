@@ -7,12 +7,10 @@ Azurite; ``manymodels down`` reads it to stop the host, then stops the rest of t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from shared.errors import Conflict, OperationTimeout, Unavailable
+from shared.processes import pid_alive, port_open
 from shared.settings import Settings
 from shared.storage import azurite
 
@@ -53,18 +52,6 @@ def log_file(home: Path) -> Path:
     return home / "logs" / "host.log"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    return True
-
-
 def running(home: Path) -> HostState | None:
     """The host of ``home`` if its process lives (a stale pid file is removed)."""
     path = state_file(home)
@@ -72,7 +59,7 @@ def running(home: Path) -> HostState | None:
         state = HostState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(state.pid):
+    if pid_alive(state.pid):
         return state
     path.unlink(missing_ok=True)
     return None
@@ -95,16 +82,10 @@ def ensure_storage(settings: Settings) -> bool:
     """Start Azurite for ``UseDevelopmentStorage=true`` when nothing listens yet; True if started here."""
     if settings.storage_connection.strip().lower().replace(" ", "") != "usedevelopmentstorage=true":
         return False  # an explicit account (a test's Azurite, or Azure): not ours to start
-    if azurite.status(settings.home) or _listening("127.0.0.1", azurite.DEFAULT_PORTS[0]):
+    if azurite.status(settings.home) or port_open("127.0.0.1", azurite.DEFAULT_PORTS[0]):
         return False  # ours already, or another Azurite on the default ports: use it
     azurite.start(settings.home)
     return True
-
-
-def _listening(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.3)
-        return s.connect_ex((host, port)) == 0
 
 
 # --------------------------------------------------------------------------- foreground
@@ -225,9 +206,9 @@ def stop_pid(pid: int, *, timeout: float = 30.0) -> None:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + wait
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
 
 

@@ -12,13 +12,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shared.errors import OperationTimeout, Unavailable
+from shared.processes import free_port, pid_alive, port_open
 from shared.storage.account import dev_connection_string
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ class AzuriteProcess:
                                      queue_port=self.queue_port, table_port=self.table_port)
 
     def is_running(self) -> bool:
-        return _pid_alive(self.pid) and _port_open(self.host, self.blob_port)
+        return pid_alive(self.pid) and port_open(self.host, self.blob_port)
 
 
 def azurite_binary() -> Path:
@@ -55,33 +55,6 @@ def azurite_binary() -> Path:
     if found:
         return Path(found)
     raise Unavailable("Azurite is not installed: run `make setup` (it runs `npm ci` from package.json)")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0); treat it as dead
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def _state_file(home: Path) -> Path:
@@ -108,7 +81,7 @@ def start(
     host = "127.0.0.1"
     blob, queue, table = ports or (free_port(), free_port(), free_port())
     for p in (blob, queue, table):
-        if _port_open(host, p):
+        if port_open(host, p):
             raise Unavailable(f"port {host}:{p} is already in use: stop what listens there, or set other "
                               "ports (another Azurite? try `manymodels storage status`)")
     cmd = [
@@ -124,7 +97,7 @@ def start(
     log.close()
     state = AzuriteProcess(proc.pid, host, blob, queue, table, str(location))
     deadline = time.monotonic() + timeout
-    while not all(_port_open(host, p) for p in (blob, queue, table)):
+    while not all(port_open(host, p) for p in (blob, queue, table)):
         if proc.poll() is not None:
             raise Unavailable(f"Azurite exited at start (code {proc.returncode}); see {location / 'azurite.log'}")
         if time.monotonic() > deadline:
@@ -159,9 +132,9 @@ def stop(home: Path, *, timeout: float = 10.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(state.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(state.pid) and time.monotonic() < deadline:
+    while pid_alive(state.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _pid_alive(state.pid):
+    if pid_alive(state.pid):
         os.killpg(state.pid, signal.SIGKILL)
     _state_file(home).unlink(missing_ok=True)
     return True

@@ -12,9 +12,9 @@ from test_flows_support import app_functions, http_request, make_run, open_conte
 from shared import cli
 from shared.flows.context import Context
 from shared.ledger import BatchFile
+from shared.processes import free_port
 from shared.settings import Settings, get_settings
 from shared.storage.account import dev_connection_string
-from shared.storage.azurite import free_port
 from shared.workspace.base import DatasetFile, PipelineKind, RunStatus, SeriesFailure
 
 pytestmark = pytest.mark.integration

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import InvalidValue, NotFound, Unavailable
+from shared.processes import free_port
 from shared.workspace.base import (
     ModelRecord,
     Service,
@@ -142,8 +143,8 @@ class LocalServiceStore(ServiceStore):
         """Start and health-check one process; ``port=None`` picks a free one. A port taken between
         choosing and binding it (other programs start servers too) is retried once with new ports."""
         for attempt in (0, 1):
-            scoring_port = port if port is not None else proc.free_port()
-            health_port = proc.free_port()
+            scoring_port = port if port is not None else free_port()
+            health_port = free_port()
             process = proc.start(entry_script=entry, model_dir=model_dir, port=scoring_port,
                                  health_port=health_port, log_file=log_file, environment=env)
             try:
