@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from shared.errors import InvalidValue
+
 # --------------------------------------------------------------------------- records
 
 
@@ -193,6 +195,21 @@ class ServiceKeys:
 
     def __repr__(self) -> str:  # never print a key by accident
         return "ServiceKeys(primary='***', secondary='***')"
+
+
+def parse_version(what: str, version: int | str) -> int | None:
+    """A version argument of ``get``: a whole number, or None for ``"latest"``.
+
+    ``what`` names the thing in the error, e.g. ``"model 'lr_dominicks_1000'"``.
+    """
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version
+    text = str(version).strip().lower()
+    if text == "latest":
+        return None
+    if text.isdigit():
+        return int(text)
+    raise InvalidValue(f"{what}: version {version!r} is not allowed: expected a whole number or 'latest'")
 
 
 # --------------------------------------------------------------------------- ports

@@ -12,7 +12,7 @@ from azureml.core import Model
 
 from shared.errors import InvalidValue, ManyModelsError
 from shared.workspace.aml.sdk_errors import sdk_call, translate
-from shared.workspace.base import ModelRecord, ModelRegistry, NewModel
+from shared.workspace.base import ModelRecord, ModelRegistry, NewModel, parse_version
 
 if TYPE_CHECKING:
     from shared.workspace.aml.workspace import AmlWorkspace
@@ -38,15 +38,6 @@ def _check_artifacts(models: list[NewModel]) -> None:
         first = missing[0]
         raise InvalidValue(f"{len(missing)} model(s) have no artifact directory to register, e.g. {first.name!r}: "
                            f"{first.path} does not exist or is empty (train.py writes <output>/models/<name>/)")
-
-
-def _version(version: int | str) -> int | None:
-    if version == "latest":
-        return None
-    try:
-        return int(version)
-    except (TypeError, ValueError):
-        raise InvalidValue(f"model version {version!r} is not allowed: expected a whole number or 'latest'") from None
 
 
 class AmlModelRegistry(ModelRegistry):
@@ -100,6 +91,6 @@ class AmlModelRegistry(ModelRegistry):
             return model.download(target_dir=target_dir, exist_ok=True)
 
     def _sdk_model(self, name: str, version: int | str):
-        number = _version(version)
+        number = parse_version(f"model {name!r}", version)
         with sdk_call(f"get model {name}:{version}"):
             return Model(self._workspace.ws, name=name, version=number)

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from shared.errors import InvalidValue, NotFound
-from shared.workspace.base import DatasetFile, DatasetMode, DatasetStore, DatasetVersion
+from shared.workspace.base import DatasetFile, DatasetMode, DatasetStore, DatasetVersion, parse_version
 from shared.workspace.local.db import Database, dumps, loads, plain_cursor, utc_now
 
 DATASTORE_SCHEMES = ("azureblob://", "file:///")
@@ -101,18 +101,6 @@ def _check(name: str, files: Sequence[DatasetFile], datastore: str, mode: Datase
         seen.add(f.name)
 
 
-def _parse_version(name: str, version: int | str) -> int | None:
-    """None for latest."""
-    if isinstance(version, int) and not isinstance(version, bool):
-        return version
-    text = str(version).strip().lower()
-    if text == "latest":
-        return None
-    if text.isdigit():
-        return int(text)
-    raise InvalidValue(f"dataset {name!r}: version {version!r} is not allowed: expected a number or 'latest'")
-
-
 class LocalDatasetStore(DatasetStore):
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -151,7 +139,7 @@ class LocalDatasetStore(DatasetStore):
         return self.get(name, version)
 
     def get(self, name: str, version: int | str = "latest") -> DatasetVersion:
-        number = _parse_version(name, version)
+        number = parse_version(f"dataset {name!r}", version)
         with self.db.snapshot() as conn:
             if number is None:
                 row = conn.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1",

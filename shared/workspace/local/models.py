@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from shared.errors import InvalidValue, NotFound
-from shared.workspace.base import ModelRecord, ModelRegistry, NewModel
+from shared.workspace.base import ModelRecord, ModelRegistry, NewModel, parse_version
 from shared.workspace.local.db import Database, dumps, plain_cursor, utc_now
 
 # Azure ML's rule for model names (they become folder names here too).
@@ -94,17 +94,6 @@ def _check(model: NewModel) -> None:
 
 def _strings(values: Mapping[str, object] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (values or {}).items()}
-
-
-def _version_number(name: str, version: int | str) -> int | None:
-    if isinstance(version, int) and not isinstance(version, bool):
-        return version
-    text = str(version).strip().lower()
-    if text == "latest":
-        return None
-    if text.isdigit():
-        return int(text)
-    raise InvalidValue(f"model {name!r}: version {version!r} is not allowed: expected a number or 'latest'")
 
 
 _COLUMNS = "m.name, m.version, m.tags, m.properties, m.path, m.created"
@@ -259,7 +248,7 @@ class LocalModelRegistry(ModelRegistry):
         return [_record(r) for r in rows]
 
     def get(self, name: str, version: int | str = "latest") -> ModelRecord:
-        number = _version_number(name, version)
+        number = parse_version(f"model {name!r}", version)
         conn = plain_cursor(self.db.connection())
         if number is None:
             row = conn.execute(f"SELECT {_COLUMNS} FROM models m WHERE m.name = ? AND m.latest = 1", (name,)).fetchone()
