@@ -134,8 +134,7 @@ def restart_services(settings: Settings) -> list[str]:
         log.debug("no local workspace yet: %s", e)
         return []
     try:
-        restart = getattr(workspace.services, "restart_stale", None)
-        restarted = list(restart()) if callable(restart) else []
+        restarted = list(workspace.services.restart_stale())
     except Exception:
         log.exception("restarting local scoring services failed")
         return []
@@ -233,9 +232,7 @@ def stop_stack_parts(settings: Settings, *, azurite_too: bool = True) -> dict[st
         workspace = None
     if workspace is not None:
         try:
-            stop_all = getattr(workspace.services, "stop_all", None)
-            if callable(stop_all):
-                stopped["services"] = list(stop_all())
+            stopped["services"] = list(workspace.services.stop_all())
             stopped["runners"] = _stop_runners(workspace)
         finally:
             workspace.close()
@@ -250,10 +247,9 @@ def _stop_runners(workspace: Any) -> list[str]:
     stopped = []
     for status in (RunStatus.QUEUED, RunStatus.RUNNING):
         for run in workspace.runs.list(status=status):
-            pid_file = workspace.home / "runs" / run.run_id / "runner.pid"
-            alive = getattr(workspace.pipelines, "runner_alive", None)
-            if not pid_file.exists() or not callable(alive) or not alive(run.run_id):
+            pid = workspace.pipelines.runner_pid(run.run_id)
+            if pid is None or not workspace.pipelines.runner_alive(run.run_id):
                 continue
-            stop_pid(int(pid_file.read_text().strip()), timeout=10)
+            stop_pid(pid, timeout=10)
             stopped.append(run.run_id)
     return stopped

@@ -136,10 +136,8 @@ def reconcile(ctx: Context, *, poll_after: float | None = None) -> dict[str, int
         if age_seconds(entry.submitted) < wait:
             continue
         counts["polled"] += 1
-        # The local runner is a process of this machine: unlike Azure ML, nothing else notices it died.
-        notice_dead_runner = getattr(ctx.workspace.pipelines, "reconcile", None)
         try:
-            run = notice_dead_runner(entry.run_id) if notice_dead_runner else ctx.workspace.runs.get(entry.run_id)
+            run = ctx.workspace.runs.get(entry.run_id)
         except NotFound:
             run_state, reason = RunState.FAILED, "the run no longer exists in the workspace"
             ctx.ledger.finish_run(entry, state=run_state, reason=reason)

@@ -96,15 +96,19 @@ class FakeServices(ServiceStore):
 
 
 @contextlib.contextmanager
-def open_context(storage_settings: Settings, *, real_services: bool = False) -> Iterator[Context]:
+def open_context(storage_settings: Settings, *, real_services: bool = False,
+                 real_runner: bool = False) -> Iterator[Context]:
     """A context on the session's Azurite and a local workspace in this test's home, with
     :class:`FakeServices` (or the local scoring services, stopped at the end when
-    ``real_services``); set for every function of the process while it is open."""
+    ``real_services``) and :class:`RecordingPipelines` (or the local runner when ``real_runner``);
+    set for every function of the process while it is open."""
     from shared.workspace.local.workspace import LocalWorkspace
 
     workspace = LocalWorkspace(storage_settings)
     if not real_services:
         workspace.__dict__["services"] = FakeServices()
+    if not real_runner:
+        workspace.__dict__["pipelines"] = RecordingPipelines(workspace)
     context = Context(storage_settings, workspace=workspace)
     BlobStore(context.storage, storage_settings.landing_container).ensure_container()
     set_context(context)
@@ -232,6 +236,10 @@ class RecordingPipelines:
         run = make_run(self.workspace, kind, dataset_name=dataset.name, dataset_version=dataset.version,
                        parameters=dict(parameters or {}), tags=dict(tags or {}), pipeline=name)
         self.submitted.append(run)
+        return run
+
+    def notice_dead_runner(self, run):
+        """Runs recorded here have no runner process: the test moves them on."""
         return run
 
 

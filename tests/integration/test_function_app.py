@@ -42,7 +42,7 @@ def functions():
 
 @pytest.fixture
 def ctx(storage_settings: Settings) -> Iterator[Context]:
-    with open_context(storage_settings, real_services=True) as context:
+    with open_context(storage_settings, real_services=True, real_runner=True) as context:
         yield context
 
 

@@ -364,19 +364,19 @@ def test_a_stopped_runner_marks_its_run_failed(workspace, tmp_path) -> None:
     assert [e["data"]["runStatus"] for e in _events(ws, run.run_id)] == ["Failed"]
 
 
-def test_reconcile_fails_a_run_whose_runner_died(workspace, tmp_path) -> None:
+def test_a_run_whose_runner_died_reads_as_failed(workspace, tmp_path) -> None:
     ws = workspace
     script = _stand_in(tmp_path, "        time.sleep(600)\n")
     pipeline = _publish_stand_in(ws, script, run_invocation_timeout=900, process_count_per_node=1)
     run = ws.pipelines.submit(pipeline, _dataset(ws, "train", _files(tmp_path, "a.csv")), parameters={"mode": "all"})
     _wait_for(lambda: ws.runs.get(run.run_id).status == RunStatus.RUNNING)
     assert ws.pipelines.runner_alive(run.run_id) is True
-    assert ws.pipelines.reconcile(run.run_id).status == RunStatus.RUNNING
+    assert ws.runs.get(run.run_id).status == RunStatus.RUNNING
 
     pid = int((ws.home / "runs" / run.run_id / PID_FILE).read_text())
-    os.killpg(pid, signal.SIGKILL)  # no chance to clean up: the reconciler must notice
+    os.killpg(pid, signal.SIGKILL)  # no chance to clean up: reading the run must notice
     _wait_for(lambda: ws.pipelines.runner_alive(run.run_id) is False)
-    final = ws.pipelines.reconcile(run.run_id)
+    final = ws.runs.get(run.run_id)
 
     assert final.status == RunStatus.FAILED and "runner process ended" in final.error
     assert [e["data"]["runStatus"] for e in _events(ws, run.run_id)] == ["Failed"]

@@ -206,29 +206,33 @@ class LocalPipelineStore(PipelineStore):
         log.info("run %s of %s started: runner pid %s, log %s", run.run_id, run.pipeline, process.pid,
                  folder / "logs" / RUNNER_LOG)
 
+    def runner_pid(self, run_id: str) -> int | None:
+        """The pid the runner of ``run_id`` recorded (None: it never started)."""
+        return _runner_pid(self.run_dir(run_id))
+
     def runner_alive(self, run_id: str) -> bool | None:
         """Whether the runner process of ``run_id`` still runs (None: it never recorded a pid)."""
-        pid = _runner_pid(self.run_dir(run_id))
+        pid = self.runner_pid(run_id)
         return None if pid is None else _pid_runs(pid, run_id)
 
-    def reconcile(self, run_id: str) -> Run:
-        """Mark a run failed when it is not final and its runner process is gone (and publish
-        ``RunStatusChanged`` Failed). What the ``reconcile`` timer calls for local runs."""
-        run = self.ws.runs.get(run_id)
+    def notice_dead_runner(self, run: Run) -> Run:
+        """``run`` failed (and ``RunStatusChanged`` Failed published) when it is not final and its
+        runner process is gone, or never started; otherwise ``run`` as it is. The run store calls
+        this whenever it reads an unfinished run."""
         if run.status.is_final:
             return run
-        alive = self.runner_alive(run_id)
+        alive = self.runner_alive(run.run_id)
         if alive is None and _age_seconds(run.submitted) > NEVER_STARTED_SECONDS:
             error = "no runner process was ever started for this run (the submitter stopped?)"
         elif alive is False:
             error = ("the runner process ended without finishing the run (killed?); see "
-                     f"{self.run_dir(run_id) / 'logs' / RUNNER_LOG}")
+                     f"{self.run_dir(run.run_id) / 'logs' / RUNNER_LOG}")
         else:
             return run
         try:
-            final = self.ws.runs.update(run_id, status=RunStatus.FAILED, ended=utc_now(), error=error)
+            final = self.ws.runs.update(run.run_id, status=RunStatus.FAILED, ended=utc_now(), error=error)
         except Conflict:  # it ended meanwhile
-            return self.ws.runs.get(run_id)
+            return self.ws.runs.get(run.run_id)
         self.ws.events.publish([workspace_events.run_failed(final)])
         return final
 

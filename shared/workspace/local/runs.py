@@ -8,7 +8,7 @@ the local pipeline runner writes with: :meth:`LocalRunStore.create` and
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shared.errors import AlreadyExists, Conflict, InvalidValue, NotFound, OperationTimeout
@@ -20,8 +20,16 @@ _WAIT_MAX_DELAY = 2.0
 
 
 class LocalRunStore(RunStore):
-    def __init__(self, db: Database) -> None:
+    """Runs in SQLite.
+
+    ``notice_dead_runner`` is how a run whose runner process died gets failed when it is read,
+    as Azure ML fails a run whose node is lost: callers of the port never need to know that local
+    runs are processes of this machine.
+    """
+
+    def __init__(self, db: Database, *, notice_dead_runner: Callable[[Run], Run] | None = None) -> None:
         self.db = db
+        self._notice_dead_runner = notice_dead_runner
 
     # ------------------------------------------------------------------ runner side
 
@@ -46,7 +54,7 @@ class LocalRunStore(RunStore):
                 )
                 _insert_failures(tx, run.run_id, run.failures, first=0)
                 return run
-        stored = self.get(run.run_id)
+        stored = self._load(run.run_id)
         if (stored.pipeline, stored.kind, stored.dataset_name, stored.dataset_version) != (
                 run.pipeline, run.kind, run.dataset_name, run.dataset_version):
             raise AlreadyExists(f"run {run.run_id!r} already exists for pipeline {stored.pipeline!r} on dataset "
@@ -106,11 +114,17 @@ class LocalRunStore(RunStore):
                 first = tx.execute("SELECT COALESCE(MAX(ordinal) + 1, 0) FROM run_failures WHERE run_id = ?",
                                    (run_id,)).fetchone()[0]
                 _insert_failures(tx, run_id, new, first=first)
-        return self.get(run_id)
+        return self._load(run_id)
 
     # ------------------------------------------------------------------ RunStore
 
     def get(self, run_id: str) -> Run:
+        run = self._load(run_id)
+        if self._notice_dead_runner is not None and not run.status.is_final:
+            return self._notice_dead_runner(run)
+        return run
+
+    def _load(self, run_id: str) -> Run:
         with self.db.snapshot() as conn:
             row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:

@@ -34,7 +34,7 @@ class LocalWorkspace(Workspace):
         self.home = Path(settings.home).expanduser().resolve()
         self.db = connect(self.home)
         self.datasets = LocalDatasetStore(self.db)
-        self.runs = LocalRunStore(self.db)
+        self.runs = LocalRunStore(self.db, notice_dead_runner=lambda run: self.pipelines.notice_dead_runner(run))
         self.models = LocalModelRegistry(self.db, self.models_dir)
         self.events = events if events is not None else FolderEventSink(outbox_dir(self.home, EVENTS_TOPIC))
 
