@@ -36,10 +36,14 @@ class ContractBackend:
 
 
 def local_backend(tmp_path: Path) -> Iterator[ContractBackend]:
+    from shared.workspace.local.runs import LocalRunStore
     from shared.workspace.local.workspace import LocalWorkspace
 
     settings = Settings.from_env({"MANYMODELS_HOME": str(tmp_path / "home")})
     workspace = LocalWorkspace(settings)
+    # The hooks stand in for compute: these runs have no runner process whose death the store
+    # would otherwise notice (tested in tests/integration/test_local_pipelines.py).
+    workspace.runs = LocalRunStore(workspace.db)
     try:
         yield ContractBackend(
             workspace=workspace,
