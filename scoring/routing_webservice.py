@@ -14,10 +14,10 @@ Service keys are not in it: they come from the environment variable ``MANYMODELS
   a record of an unknown model gets its own ``error`` with ``status: 404``, records of a service
   that is down or failing get ``status: 503`` (or the service's status), the rest succeed.
   When one service answers every record, its body is passed through untouched (no re-encoding).
-  Requests for a service that already has ``ROUTER_CALLS_PER_SERVICE`` calls in flight wait and go
-  together in its next call (one JSON array, split back per request): a service's fixed cost per
-  call (HTTP, Flask, the server's hooks) is then paid once for several requests, and a request
-  never waits when its service is idle.
+  Requests for a service that already has ``ROUTER_CALLS_PER_SERVICE`` calls in flight (from this
+  worker process) wait and go together in its next call (one JSON array, split back per request):
+  a service's fixed cost per call (HTTP, Flask, the server's hooks) is then paid once for several
+  requests, and a request never waits when its service is idle.
 - ``GET``: ``{model: service name}`` - no endpoints, no keys.
 
 Environment: ``ROUTER_TIMEOUT_SECONDS`` (read timeout, default 60), ``ROUTER_CONNECT_TIMEOUT_SECONDS``
