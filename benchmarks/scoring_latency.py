@@ -22,6 +22,7 @@ import math
 import os
 import random
 import selectors
+import signal
 import socket
 import statistics
 import sys
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="only the JSON line")
     args = parser.parse_args(argv)
+    # a TERM (timeout, CI cancel) unwinds like Ctrl-C, so the services are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     say = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr))
 
     with tempfile.TemporaryDirectory(prefix="scoring-latency-") as tmp:
