@@ -17,13 +17,13 @@ independent) and the 1-minute load average (this machine is shared: latency depe
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
 import random
 import selectors
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "scoring"))
 import forecaster  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import routing_webservice  # noqa: E402  (its HTTP/1.1 connection is the load generator's)
 
 from shared.flows import deploy as flow  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -72,77 +73,62 @@ def body(store: str) -> bytes:
     return json.dumps([record]).encode()
 
 
-class _Slot:
-    """One in-flight request of the load generator: its keep-alive connections and its response so far."""
+JSON_HEADERS = {"Content-Type": "application/json"}
 
-    __slots__ = ("call", "conns", "index", "response", "retried", "sock", "started")
+
+class _Slot:
+    """One in-flight request of the load generator and its keep-alive connections (one per service)."""
+
+    __slots__ = ("conn", "conns", "index", "retried", "started")
 
     def __init__(self) -> None:
-        self.conns: dict[tuple[str, int], socket.socket] = {}
-        self.sock: socket.socket | None = None
-        self.response = bytearray()
-        self.index, self.call, self.started, self.retried = -1, ("", b""), 0.0, False
+        self.conns: dict[str, routing_webservice.Connection] = {}
+        self.conn: routing_webservice.Connection | None = None  # the one the selector watches
+        self.index, self.started, self.retried = -1, 0.0, False
+
+    def watch(self, selector: selectors.BaseSelector, conn: routing_webservice.Connection | None) -> None:
+        if self.conn is not None:
+            selector.unregister(self.conn.sock)
+        self.conn = conn
+        if conn is not None:
+            selector.register(conn.sock, selectors.EVENT_READ, self)
+
+    def drop(self, selector: selectors.BaseSelector, service: str) -> None:
+        conn = self.conns.pop(service, None)
+        if conn is not None:
+            if conn is self.conn:
+                self.watch(selector, None)
+            conn.close()
+
+    def send(self, selector: selectors.BaseSelector, endpoint: routing_webservice.Endpoint, payload: bytes,
+             *, fresh: bool = False) -> None:
+        """POST on this slot's connection to ``endpoint`` (a new one when ``fresh`` or when sending fails)."""
+        for attempt in (0, 1):
+            if fresh or attempt:
+                self.drop(selector, endpoint.service)
+            conn = self.conns.get(endpoint.service)
+            if conn is None:
+                conn = self.conns[endpoint.service] = routing_webservice.Connection(endpoint)
+            if conn is not self.conn:
+                self.watch(selector, conn)
+            try:
+                conn.request("POST", endpoint.path, body=payload, headers=JSON_HEADERS)
+                return
+            except ConnectionError:
+                if attempt:
+                    raise
 
 
-def _connect(slot: _Slot, address: tuple[str, int], *, fresh: bool = False) -> socket.socket:
-    sock = slot.conns.get(address)
-    if sock is None or fresh:
-        if sock is not None:
-            sock.close()
-        sock = socket.create_connection(address, timeout=60)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        slot.conns[address] = sock
-    return sock
-
-
-def _send(slot: _Slot, selector: selectors.BaseSelector, *, fresh: bool = False) -> None:
-    uri, payload = slot.call
+def _endpoint(uri: str) -> routing_webservice.Endpoint:
     url = urlsplit(uri)
-    address = (url.hostname or "127.0.0.1", url.port or 80)
-    message = (f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
-    slot.response.clear()
-    for attempt in (0, 1):
-        if (fresh or attempt) and slot.sock is not None:
-            selector.unregister(slot.sock)
-            slot.sock = None
-        sock = _connect(slot, address, fresh=fresh or attempt > 0)
-        if sock is not slot.sock:
-            if slot.sock is not None:
-                selector.unregister(slot.sock)
-            selector.register(sock, selectors.EVENT_READ, slot)
-            slot.sock = sock
-        try:
-            sock.sendall(message)
-            return
-        except ConnectionError:
-            if attempt:
-                raise
-
-
-def _complete(slot: _Slot) -> bool:
-    """Whether ``slot.response`` holds a whole answer (one with a Content-Length: what the services send)."""
-    end = slot.response.find(b"\r\n\r\n")
-    if end < 0:
-        return False
-    head = bytes(slot.response[:end]).lower()
-    at = head.find(b"content-length:")
-    if at < 0:
-        raise RuntimeError(f"{slot.call[0]} answered without a Content-Length: {head[:300]!r}")
-    line_end = head.find(b"\r\n", at)
-    length = int(head[at + 15:line_end if line_end > 0 else None])
-    if len(slot.response) < end + 4 + length:
-        return False
-    status = head[9:12]
-    if status != b"200" or b'"forecast"' not in slot.response[end:]:
-        raise RuntimeError(f"{slot.call[0]} answered {status.decode()}: {bytes(slot.response[end:end + 300])!r}")
-    return True
+    return routing_webservice.Endpoint(url.netloc, False, url.hostname or "127.0.0.1", url.port or 80, url.path, {})
 
 
 class Client:
     """The load generator: ``concurrency`` requests in flight from one thread (an event loop over
-    keep-alive connections, as ``wrk`` does). It shares the 2 cores with the services it measures, so
-    it must cost little: a thread per connection with ``http.client`` cost 2-3x the CPU per call."""
+    keep-alive connections, as ``wrk`` does), on the router's own lean HTTP/1.1 connection. It shares
+    the 2 cores with the services it measures, so it must cost little: a thread per connection with
+    ``http.client`` cost 2-3x the CPU per call."""
 
     def __init__(self) -> None:
         self.slots: list[_Slot] = []
@@ -151,16 +137,19 @@ class Client:
         """Send every call, keeping ``concurrency`` in flight; (latencies in ms, seconds taken)."""
         while len(self.slots) < concurrency:
             self.slots.append(_Slot())
-        latencies = [0.0] * len(calls)
-        pending = iter(range(len(calls)))
+        endpoints = {uri: _endpoint(uri) for uri in {uri for uri, _ in calls}}
+        requests = [(endpoints[uri], payload) for uri, payload in calls]
+        latencies = [0.0] * len(requests)
+        pending = iter(range(len(requests)))
         started = time.perf_counter()
         with selectors.DefaultSelector() as selector:
             def start(slot: _Slot) -> bool:
                 i = next(pending, None)
                 if i is None:
+                    slot.watch(selector, None)
                     return False
-                slot.index, slot.call, slot.started, slot.retried = i, calls[i], time.perf_counter(), False
-                _send(slot, selector)
+                slot.index, slot.started, slot.retried = i, time.perf_counter(), False
+                slot.send(selector, *requests[i])
                 return True
 
             active = sum(start(slot) for slot in self.slots[:concurrency])
@@ -170,29 +159,30 @@ class Client:
                     raise TimeoutError(f"{active} requests unanswered for 60 s")
                 for key, _ in events:
                     slot: _Slot = key.data
+                    endpoint, payload = requests[slot.index]
                     try:
-                        data = slot.sock.recv(65536)
-                    except ConnectionError:
-                        data = b""
-                    if not data:  # a kept-alive connection the server closed: once more on a new one
-                        if slot.response or slot.retried:
-                            raise RuntimeError(f"{slot.call[0]} closed the connection without an answer")
-                        slot.retried = True
-                        _send(slot, selector, fresh=True)
+                        response = slot.conn.getresponse()  # small answers: all there once readable
+                    except (ConnectionError, http.client.RemoteDisconnected):
+                        if slot.retried:
+                            raise
+                        slot.retried = True  # a kept-alive connection the server closed: once more
+                        slot.send(selector, endpoint, payload, fresh=True)
                         continue
-                    slot.response += data
-                    if _complete(slot):
-                        latencies[slot.index] = (time.perf_counter() - slot.started) * 1000
-                        if not start(slot):
-                            selector.unregister(slot.sock)
-                            slot.sock = None
-                            active -= 1
+                    if response.status != 200 or b'"forecast"' not in response.body:
+                        raise RuntimeError(f"{endpoint.service}{endpoint.path} answered {response.status}: "
+                                           f"{response.body[:300]!r}")
+                    latencies[slot.index] = (time.perf_counter() - slot.started) * 1000
+                    if response.will_close:
+                        slot.drop(selector, endpoint.service)
+                    active -= not start(slot)
         return latencies, time.perf_counter() - started
 
     def close(self) -> None:
         for slot in self.slots:
-            for sock in slot.conns.values():
-                sock.close()
+            for conn in slot.conns.values():
+                conn.close()
+            slot.conns.clear()
+            slot.conn = None
 
 
 def cpu_seconds(pids: list[int]) -> float:

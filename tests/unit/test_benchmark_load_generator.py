@@ -31,6 +31,7 @@ scoring_latency = _load_benchmark()
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     close_every = 0  # close the connection after every n-th answer (0: keep it alive)
+    announce_close = True  # say "Connection: close" first (False: close it unannounced)
     status = 200
     seen: list[dict] = []
 
@@ -42,7 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         if self.close_every and len(self.seen) % self.close_every == 0:
-            self.send_header("Connection", "close")
+            if self.announce_close:
+                self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
@@ -85,9 +87,10 @@ def test_every_call_is_answered_and_timed_once(server: tuple[str, type[_Handler]
     assert sorted(int(r["id"]["Store"]) for r in handler.seen) == list(range(200))
 
 
-def test_a_connection_the_server_closes_is_reopened(server: tuple[str, type[_Handler]]) -> None:
+@pytest.mark.parametrize("announced", [True, False], ids=["connection-close", "unannounced"])
+def test_a_connection_the_server_closes_is_reopened(server: tuple[str, type[_Handler]], announced: bool) -> None:
     uri, handler = server
-    handler.close_every = 3
+    handler.close_every, handler.announce_close = 3, announced
     client = scoring_latency.Client()
     try:
         latencies, _ = client.measure([(uri, scoring_latency.body("1"))] * 60, 4)
