@@ -17,6 +17,7 @@ independent) and the 1-minute load average (this machine is shared: latency depe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import math
@@ -49,7 +50,7 @@ SETTINGS = forecaster.ScriptSettings(id_columns=("Store", "Brand"), target_colum
                                      timestamp_column="WeekStarting", test_size=8, freq="W-THU", horizon=8)
 
 
-def train(folder: Path, n: int, *, weeks: int = 60, seed: int = 0) -> list[NewModel]:
+def train(folder: Path, n: int, *, weeks: int = 60, seed: int = 0, model_type: str = "lr") -> list[NewModel]:
     rng = np.random.default_rng(seed)
     price = rng.uniform(1.5, 3.5, (n, weeks))
     advert = rng.integers(0, 2, (n, weeks))
@@ -57,18 +58,20 @@ def train(folder: Path, n: int, *, weeks: int = 60, seed: int = 0) -> list[NewMo
     frame = pd.DataFrame({"WeekStarting": np.tile(pd.date_range("1990-06-14", periods=weeks, freq="W-THU"), n),
                           "Store": np.repeat(np.arange(1000, 1000 + n).astype(str), weeks), "Brand": "dominicks",
                           "Advert": advert.ravel(), "Price": price.ravel(), "Quantity": quantity.ravel().round()})
-    series, _ = forecaster.split_series(frame, SETTINGS)
+    settings = dataclasses.replace(SETTINGS, model_type=model_type)
+    series, _ = forecaster.split_series(frame, settings)
     news = []
-    for result in forecaster.fit_many(series, SETTINGS, ["Advert", "Price"]):
+    for result in forecaster.fit_many(series, settings, ["Advert", "Price"]):
         path = folder / result.model.name
         result.model.save(path)
         store = result.model.name.rsplit("_", 1)[1]
-        news.append(NewModel(result.model.name, str(path), {"ModelType": "lr", "Store": store, "Brand": "dominicks"}))
+        news.append(NewModel(result.model.name, str(path), {"ModelType": str(result.model.kind), "Store": store,
+                                                             "Brand": "dominicks"}))
     return news
 
 
-def body(store: str) -> bytes:
-    record = {"id": {"Store": store, "Brand": "dominicks"}, "model_type": "lr", "forecast_freq": "W-THU",
+def body(store: str, model_type: str = "lr") -> bytes:
+    record = {"id": {"Store": store, "Brand": "dominicks"}, "model_type": model_type, "forecast_freq": "W-THU",
               "forecast_horizon": 1, "data": {"future": {"Price": [2.5], "Advert": [1]}}}
     return json.dumps([record]).encode()
 
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--rounds", type=int, default=4, help="alternating direct/routed rounds")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="only the JSON line")
+    parser.add_argument("--model-type", default="lr", help="model_type to train and request (e.g. auto)")
     args = parser.parse_args(argv)
     # a TERM (timeout, CI cancel) unwinds like Ctrl-C, so the services are stopped on the way out
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -224,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         client = Client()
         try:
             say(f"training {args.models} models")
-            records = workspace.models.register_many(train(Path(tmp) / "artifacts", args.models))
+            records = workspace.models.register_many(train(Path(tmp) / "artifacts", args.models,
+                                                           model_type=args.model_type))
             say("deploying")
             started = time.perf_counter()
             result = flow.deploy(workspace, settings, "local", progress=say)
@@ -242,13 +247,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             routed_seconds = 0.0
             per_round = max(1, args.requests // args.rounds)
             # warm-up: open the connections and page everything in
-            warm = [(router, body(s)) for s in rng.choices(stores, k=200)]
-            client.measure(warm + [(service_of[f"lr_dominicks_{s}"], body(s)) for s in rng.choices(stores, k=200)],
-                    args.concurrency)
+            warm = [(router, body(s, args.model_type)) for s in rng.choices(stores, k=200)]
+            name = f"{args.model_type}_dominicks_{{}}"
+            client.measure(warm + [(service_of[name.format(s)], body(s, args.model_type))
+                                   for s in rng.choices(stores, k=200)], args.concurrency)
             for round_ in range(args.rounds):
                 picks = rng.choices(stores, k=per_round)
-                calls_direct = [(service_of[f"lr_dominicks_{s}"], body(s)) for s in picks]
-                calls_routed = [(router, body(s)) for s in picks]
+                calls_direct = [(service_of[name.format(s)], body(s, args.model_type)) for s in picks]
+                calls_routed = [(router, body(s, args.model_type)) for s in picks]
                 for mode in (("direct", "routed") if round_ % 2 == 0 else ("routed", "direct")):
                     r0, g0, c0 = cpu_seconds(router_pids), cpu_seconds(group_pids), time.process_time()
                     if mode == "direct":
@@ -267,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             workspace.close()
 
     out = {
-        "models": args.models, "groups": len(groups),
+        "models": args.models, "model_type": args.model_type, "groups": len(groups),
         "direct_p50_ms": round(statistics.median(direct), 2), "direct_p99_ms": round(percentile(direct, 0.99), 2),
         "routed_p50_ms": round(statistics.median(routed), 2), "routed_p99_ms": round(percentile(routed, 0.99), 2),
         "routed_rps": round(len(routed) / routed_seconds, 1),

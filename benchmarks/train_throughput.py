@@ -1,6 +1,7 @@
 """Training throughput: the local training pipeline vs the naive one-model-at-a-time loop.
 
     .venv/bin/python benchmarks/train_throughput.py --series 11973 --json
+    .venv/bin/python benchmarks/train_throughput.py --series 11973 --model-type lr,auto --json
 
 Simulates N series (``shared.data.simulate``), then on the same files:
 
@@ -56,11 +57,12 @@ def _workspace(home: Path) -> LocalWorkspace:
     return LocalWorkspace(Settings.from_env(environ))
 
 
-def run_pipeline(train_dir: Path, home: Path) -> dict:
+def run_pipeline(train_dir: Path, home: Path, settings_file: Path | None = None) -> dict:
     ws = _workspace(home)
     try:
         started = time.perf_counter()
-        run = run_on_folder(ws, PipelineKind.TRAINING, train_dir, mode="all", timeout=4 * 3600)
+        run = run_on_folder(ws, PipelineKind.TRAINING, train_dir, mode="all", timeout=4 * 3600,
+                            settings_file=str(settings_file) if settings_file else None)
         assert run is not None  # mode=all always runs
         seconds = time.perf_counter() - started
     finally:
@@ -70,7 +72,18 @@ def run_pipeline(train_dir: Path, home: Path) -> dict:
     stages = {k[:-3]: v / 1000 for k, v in run.counts.items() if k.endswith("_ms")}
     return {"seconds": seconds, "status": str(run.status), "run_id": run.run_id,
             "models": int(run.counts.get("models_registered", 0)), "failed": len(run.failures),
-            "fallback": int(run.counts.get("fallback", 0)), "stages": stages}
+            "fallback": int(run.counts.get("fallback", 0)), "stages": stages,
+            "model_types": {k.removeprefix("model_type_"): v for k, v in run.counts.items()
+                            if k.startswith("model_type_")}}
+
+
+def settings_for(model_type: str, folder: Path) -> Path:
+    """The default dataset settings with ``model_type`` replaced."""
+    raw = json.loads((REPO_ROOT / "pipelines" / "configuration" / "script_settings.json").read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"script_settings.{model_type}.json"
+    path.write_text(json.dumps({**raw, "model_type": model_type}))
+    return path
 
 
 # --------------------------------------------------------------------------- the naive baseline
@@ -152,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="keep data and workspaces here (default: a temporary folder, removed)")
     parser.add_argument("--json", action="store_true", help="only the JSON line on stdout")
+    parser.add_argument("--model-type", default="",
+                        help="comma-separated model types (e.g. lr,auto) to time side by side, alternating, "
+                             "without the naive baseline; default: the settings' type against the baseline")
     args = parser.parse_args(argv)
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="mm-bench-"))
@@ -161,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         simulate_seconds = time.perf_counter() - t
         train_dir = root / "sim" / "train"
         files = sorted(train_dir.glob("*.csv"))
+        if args.model_type:
+            return _compare_types(args, root, train_dir, simulate_seconds)
         sample = files if args.baseline_series <= 0 else files[:args.baseline_series]
 
         pipelines, baselines = [], []
@@ -201,6 +219,36 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.workdir:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _compare_types(args: argparse.Namespace, root: Path, train_dir: Path, simulate_seconds: float) -> int:
+    """The pipeline with each ``--model-type`` on the same files, alternating per repeat."""
+    types = [t.strip() for t in args.model_type.split(",") if t.strip()]
+    runs: dict[str, list[dict]] = {t: [] for t in types}
+    for i in range(args.repeat):
+        for model_type in types:
+            runs[model_type].append(run_pipeline(train_dir, root / f"home-{model_type}-{i}",
+                                                 settings_for(model_type, root / "settings")))
+            if not args.json:
+                last = runs[model_type][-1]
+                print(f"{model_type}: {last['models']} models in {last['seconds']:.1f}s "
+                      f"(types {last['model_types']})", file=sys.stderr)
+    by_type = {}
+    for model_type, items in runs.items():
+        median = sorted(items, key=lambda p: p["seconds"])[len(items) // 2]
+        by_type[model_type] = {"seconds": round(median["seconds"], 3),
+                               "models_per_s": round(median["models"] / median["seconds"], 1),
+                               "all_seconds": [round(p["seconds"], 3) for p in items], "failed": median["failed"],
+                               "fallback": median["fallback"], "status": median["status"],
+                               "model_types": median["model_types"],
+                               "stages": {k: round(v, 3) for k, v in median["stages"].items()}}
+    first = types[0]
+    result = {"series": args.series, "repeat": args.repeat, "by_type": by_type,
+              "ratio_to_first": {t: round(by_type[t]["seconds"] / by_type[first]["seconds"], 2) for t in types},
+              "simulate_seconds": round(simulate_seconds, 3), "cpus": os.cpu_count(),
+              "load_average": [round(x, 2) for x in os.getloadavg()]}
+    print(json.dumps(result))
+    return 0 if all(p["status"] == "completed" for items in runs.values() for p in items) else 1
 
 
 if __name__ == "__main__":

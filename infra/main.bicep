@@ -25,8 +25,16 @@ param computeMaxNodes int = 4
 @description('Object id of the principal running the bootstrap (it uploads the sample data by identity).')
 param deployerPrincipalId string = ''
 
+@description('Object id of the identity the routing webservice runs as on AKS (the cluster\'s kubelet identity): it gets Key Vault Secrets User to read the group keys.')
+param routerPrincipalId string = ''
+
 @description('Create the Event Grid subscriptions (needs the functions deployed).')
 param deployEventSubscriptions bool = false
+
+@description('Optional https webhook subscribed to the product\'s own events (docs/events.md); empty: none.')
+param eventsWebhookUrl string = ''
+@description('Product event types the webhook receives (e.g. manymodels.forecasts.ready); empty: all.')
+param eventsWebhookEventTypes array = []
 
 // Product settings (the variable group's values; shared/settings.py checks them at start-up).
 @allowed(['customscript', 'automl'])
@@ -60,6 +68,7 @@ var names = {
   workspace: '${namespace}aml'
   functionApp: '${namespace}func'
   plan: '${namespace}plan'
+  eventsTopic: '${namespace}-events'
 }
 var containers = {
   landing: 'landing'
@@ -109,6 +118,12 @@ var appSettings = {
   TRAINING_PIPELINE_NAME: 'manymodels-training'
   FORECASTING_PIPELINE_NAME: 'manymodels-forecasting'
   RUN_TIMEOUT_MINUTES: string(runTimeoutMinutes)
+  RETENTION_LEDGER_HOURS: '48'
+  RETENTION_MODEL_VERSIONS: '3'
+  RETENTION_RUN_DAYS: '14'
+  // The product's events go to the custom topic by managed identity (EventGrid Data Sender): no key.
+  EVENTS_TOPIC_ENDPOINT: productTopic.outputs.endpoint
+  EVENTS_TOPIC_KEY: ''
 }
 
 module storage 'modules/storage.bicep' = {
@@ -146,6 +161,7 @@ module keyVault 'modules/keyvault.bicep' = {
     name: names.keyVault
     location: location
     tags: tags
+    routerPrincipalId: routerPrincipalId
   }
 }
 
@@ -180,6 +196,15 @@ module aml 'modules/aml.bicep' = {
   }
 }
 
+module productTopic 'modules/producttopic.bicep' = {
+  name: 'producttopic'
+  params: {
+    name: names.eventsTopic
+    location: location
+    tags: tags
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
@@ -211,8 +236,19 @@ module eventGridWiring 'modules/eventgrid.bicep' = {
   }
 }
 
+module productTopicAccess 'modules/producttopicaccess.bicep' = {
+  name: 'producttopicaccess'
+  params: {
+    topicName: productTopic.outputs.name
+    publisherPrincipalId: functionApp.outputs.principalId
+    webhookUrl: eventsWebhookUrl
+    webhookEventTypes: eventsWebhookEventTypes
+  }
+}
+
 output functionAppName string = functionApp.outputs.name
 output functionAppHostName string = functionApp.outputs.hostName
 output storageAccountName string = storage.outputs.name
 output workspaceName string = aml.outputs.name
 output computeName string = computeName
+output eventsTopicEndpoint string = productTopic.outputs.endpoint

@@ -2,13 +2,19 @@
 
 Run like Azure ML's ParallelRunStep runs it (see ``train.py``) with the arguments
 ``--settings-file PATH --models-dir DIR --output-dir DIR``; ``--models-dir`` is in the
-registered-model layout ``<name>/<version>/model.json`` and the highest version wins.
+registered-model layout ``<name>/<version>/model.json`` and the highest version wins, unless
+``<name>/NEWEST_VERSION`` names another one: the version trained on the newest data, when a late run
+registered older data's models last (shared/workspace/newest.py).
 
 Each inference file holds the future weeks of one or many series (exogenous values, optionally the
 actual target for evaluation). The forecast of a series starts at its first inference week and runs
 recursively to its last one. ``run()`` returns one row per forecast week:
 ``<timestamp>, Prediction, [<target>], <ids...>, file, status, reason``; a series or file that cannot
-be forecast gives one ``failed`` row with its reason and a NaN prediction.
+be forecast gives one ``failed`` row with its reason and a NaN prediction. A week missing inside a
+series' inference weeks is not reported, but the recursion steps through it with the last known
+exogenous values carried forward; the series' ``ok`` rows then say so in ``reason`` (the column
+layout stays the one pipelines/aml/steps/copy_predictions.py reads). Forecasts of a
+non-negative target (the default) are never below zero.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ if _HERE not in sys.path:  # imported from tests or tools rather than by the Par
 import forecaster  # noqa: E402
 
 FILE_COLUMN = forecaster.FILE_COLUMN
+NEWEST_VERSION_FILE = "NEWEST_VERSION"  # the same name as shared/workspace/newest.py (scoring never imports shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +95,12 @@ def run(mini_batch: list[str]) -> pd.DataFrame:
     results = forecaster.forecast_many([m for _, m, _ in requests], [s.start for s, _, _ in requests],
                                        steps=[len(s.target) for s, _, _ in requests],
                                        exog=[x for _, _, x in requests])
-    parts: list[tuple[forecaster.Series, pd.DatetimeIndex, np.ndarray]] = []
+    parts: list[tuple[forecaster.Series, pd.DatetimeIndex, np.ndarray, str]] = []
     for (s, _, _), result in zip(requests, results, strict=True):
         if isinstance(result, forecaster.SeriesError):
             failed.append(_failed(";".join(s.files), s.ids, str(result)))
         else:
-            parts.append((s, *result))
+            parts.append((s, *result, "; ".join(result.warnings)))
     return _table(parts, failed, settings, has_target=has_target)
 
 
@@ -115,7 +122,7 @@ def _read_files(paths: list[str], settings: forecaster.ScriptSettings,
 
 def _model(config: ForecastConfig, name: str) -> forecaster.Forecaster:
     if name not in _models:
-        directory = forecaster.latest_version_dir(config.models_dir, name)
+        directory = _newest_dir(config.models_dir, name) or forecaster.latest_version_dir(config.models_dir, name)
         try:
             _models[name] = forecaster.load_model(directory) if directory else None
         except (OSError, ValueError, KeyError) as e:
@@ -126,8 +133,18 @@ def _model(config: ForecastConfig, name: str) -> forecaster.Forecaster:
     return model
 
 
+def _newest_dir(models_dir: Path, name: str) -> Path | None:
+    """The version ``<name>/NEWEST_VERSION`` names (written by shared/workspace/local/models.py), if it exists."""
+    try:
+        text = (models_dir / name / NEWEST_VERSION_FILE).read_text().strip()
+    except OSError:
+        return None
+    directory = models_dir / name / text
+    return directory if text.isdigit() and directory.is_dir() else None
+
+
 def _exog_for(model: forecaster.Forecaster, s: forecaster.Series, exog: list[str]) -> np.ndarray:
-    if model.is_fallback:
+    if not model.uses_exog:
         return np.zeros((len(s.target), 0))
     missing = [c for c in model.exog_columns if c not in exog]
     if missing:
@@ -139,7 +156,7 @@ def _failed(file: str, ids: dict[str, str], reason: str) -> dict[str, object]:
     return {"Prediction": np.nan, **ids, "file": file, "status": "failed", "reason": reason}
 
 
-def _table(parts: list[tuple[forecaster.Series, pd.DatetimeIndex, np.ndarray]], failed: list[dict[str, object]],
+def _table(parts: list[tuple[forecaster.Series, pd.DatetimeIndex, np.ndarray, str]], failed: list[dict[str, object]],
            settings: forecaster.ScriptSettings, *, has_target: bool) -> pd.DataFrame:
     """One table for the whole mini-batch, built from concatenated arrays (not a frame per series)."""
     columns = [settings.timestamp_column, "Prediction", *([settings.target_column] if has_target else []),
@@ -147,17 +164,17 @@ def _table(parts: list[tuple[forecaster.Series, pd.DatetimeIndex, np.ndarray]], 
     tables = []
     if parts:
         # Weeks the file did not hold (calendar gaps inside a series' inference range) are not reported.
-        keep = [~np.isnan(s.exog).all(axis=1) if s.exog.shape[1] else np.ones(len(v), bool) for s, _, v in parts]
+        keep = [~np.isnan(s.exog).all(axis=1) if s.exog.shape[1] else np.ones(len(v), bool) for s, _, v, _ in parts]
         counts = [int(k.sum()) for k in keep]
         pairs = list(zip(parts, keep, strict=True))
-        ok = {settings.timestamp_column: np.concatenate([stamps[k].to_numpy() for (_, stamps, _), k in pairs]),
-              "Prediction": np.concatenate([v[k] for (_, _, v), k in pairs]),
-              settings.target_column: np.concatenate([s.target[k] for (s, _, _), k in pairs])}
+        ok = {settings.timestamp_column: np.concatenate([stamps[k].to_numpy() for (_, stamps, _, _), k in pairs]),
+              "Prediction": np.concatenate([v[k] for (_, _, v, _), k in pairs]),
+              settings.target_column: np.concatenate([s.target[k] for (s, _, _, _), k in pairs])}
         for c in settings.id_columns:
-            ok[c] = np.repeat([s.ids[c] for s, _, _ in parts], counts)
-        ok["file"] = np.repeat([";".join(s.files) for s, _, _ in parts], counts)
+            ok[c] = np.repeat([s.ids[c] for s, _, _, _ in parts], counts)
+        ok["file"] = np.repeat([";".join(s.files) for s, _, _, _ in parts], counts)
         ok["status"] = "ok"
-        ok["reason"] = ""
+        ok["reason"] = np.repeat([w for *_, w in parts], counts)  # an ok row's reason: its series' warnings
         tables.append(pd.DataFrame(ok))
     if failed:
         tables.append(pd.DataFrame(failed))

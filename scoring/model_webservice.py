@@ -10,15 +10,24 @@ the version, which is searched too). All models are loaded once in ``init()``.
   (``historical`` and ``future`` are column -> list including the timestamp column). Each record is
   answered in request order, echoed with ``"forecast": {"timestamps": [ISO 8601], "values": [..]}``
   or with its own ``"error"`` (message) and ``"status"`` (404 unknown model, 400 bad request values)
-  without failing the other records.
+  without failing the other records. Answers are strict JSON (never a NaN or Infinity token): a
+  ``NaN``/``Infinity``/``-Infinity`` token in a request is read as that word (so the record can be
+  echoed) and a number in ``data`` that is not finite is that record's 400; a forecast that
+  overflows is that record's 400 too. A body nested too deeply to parse is a 400.
 - GET ``/score``: the sorted list of model names served.
 
 Lags come from ``historical`` where it has the weeks, else from the training tail stored in the model.
+``historical`` may also be the original accelerator's ``{"Quantity": [...]}`` without timestamps: the
+values are then the weeks just before ``forecast_start``. ``forecast_horizon`` may go beyond the
+model's trained horizon up to ``forecaster.MAX_HORIZON`` (52) weeks (the recursion steps its own
+forecasts); beyond that it is the record's 400. A forecast week missing from ``future`` gets the last
+known values carried forward and the answer a ``warnings`` list. Forecasts of a non-negative target
+(the default for sales) are floored at zero on every path.
 
-The common request - an ``lr`` model forecast from the week after its training data, without
-history - skips the per-request pandas calendar work: its first week, lag seeds and week stamps are
-computed once (by ``forecaster.check_request`` itself) and reused; every other request takes the
-general ``forecaster.forecast_many`` path. Both give the same answer.
+The common request - a regression model (``lr``, ``demand``, ``loglog``) forecast from the week
+after its training data, without history - skips the per-request pandas calendar work: its first
+week, lag seeds and week stamps are computed once (by ``forecaster.check_request`` itself) and
+reused; every other request takes the general ``forecaster.forecast_many`` path. Both give the same answer.
 """
 
 from __future__ import annotations
@@ -55,10 +64,49 @@ except ImportError:  # offline (tests, tools): run() takes the POST body as a st
 logger = logging.getLogger("manymodels.model_webservice")
 
 NOT_FOUND, BAD_REQUEST = 404, 400
+JSON_HEADERS = {"Content-Type": "application/json"}
 _models: dict[str, forecaster.Forecaster] = {}
 _names: list[str] = []  # the GET answer, sorted once
 # id(model) -> (first forecast week, lag seeds) of a request without start or history; None: no fast path
 _origins: dict[int, tuple[pd.Timestamp, np.ndarray] | None] = {}
+
+
+class NonFinite(str):
+    """A ``NaN``, ``Infinity`` or ``-Infinity`` token of a request, kept as its word: Python's json reads
+    them as floats by default, which would be echoed back as tokens strict JSON parsers reject."""
+
+
+def loads(body: str | bytes) -> Any:
+    """The request body as JSON, non-finite tokens as :class:`NonFinite` words.
+
+    Raises:
+        ValueError: not JSON, or nested too deeply to parse (a RecursionError in the parser).
+    """
+    try:
+        return json.loads(body, parse_constant=NonFinite)
+    except RecursionError:
+        raise ValueError("it is nested too deeply (at most a few hundred levels)") from None
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every float that is not finite replaced by its JSON token word (e.g. a ``1e999``
+    read as inf): only used when the plain encoding fails, so the common answer pays nothing."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else ("NaN" if obj != obj else "Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON (``allow_nan=False``) of an answer; a non-finite float echoed from the request becomes
+    its word. scoring/routing_webservice.py has the same pair (it must not import this file's pandas)."""
+    try:
+        return json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_finite(obj), allow_nan=False, separators=(",", ":"))
 
 
 class RecordError(Exception):
@@ -79,7 +127,7 @@ def load_models(root: str | os.PathLike[str]) -> dict[str, forecaster.Forecaster
             continue
         try:
             models[entry.name] = forecaster.load_model(directory)
-        except (OSError, ValueError, KeyError) as e:  # e.g. the deployment-state model: not a forecaster
+        except (OSError, ValueError, KeyError, RecursionError) as e:  # e.g. the deployment-state model
             logger.warning("skipping %s: %s holds no forecaster model (%s)", entry.name, directory, e)
     return models
 
@@ -109,19 +157,26 @@ def run(request: Any) -> Any:
     else:
         return _http_error(405, f"{request.method} is not supported: POST records or GET the model list")
     try:
-        records = json.loads(body)
+        records = loads(body)
     except ValueError as e:
         return _http_error(BAD_REQUEST, f"the body is not JSON: {e}")
     if not isinstance(records, list):
         return _http_error(BAD_REQUEST, "expected a JSON array of records, each {id, model_type, forecast_start, "
                                         "forecast_freq, forecast_horizon, data: {historical, future}}")
-    return answer(records)
+    try:
+        answers = answer(records)
+        if isinstance(request, str | bytes):  # called in-process: the answers themselves
+            return answers
+        # encoded here, strictly: the server's own encoding of a returned list allows NaN tokens
+        return AMLResponse(dumps(answers), 200, JSON_HEADERS)
+    except RecursionError:  # a record parsed but too deep to copy or encode inside the server's stack
+        return _http_error(BAD_REQUEST, "the body is nested too deeply (at most a few hundred levels)")
 
 
 def _http_error(status: int, message: str) -> Any:
     if AMLResponse is None:
         return {"error": message, "status": status}
-    return AMLResponse({"error": message}, status, json_str=True)
+    return AMLResponse(dumps({"error": message}), status, JSON_HEADERS)
 
 
 def answer(records: list[Any]) -> list[dict[str, Any]]:
@@ -168,6 +223,8 @@ def answer(records: list[Any]) -> list[dict[str, Any]]:
             stamps, values = result
             answers[index]["forecast"] = {"timestamps": [t.isoformat() for t in stamps],
                                           "values": [float(v) for v in values]}
+            if getattr(result, "warnings", ()):
+                answers[index]["warnings"] = list(result.warnings)
     return answers
 
 
@@ -187,9 +244,10 @@ def _origin(model: forecaster.Forecaster) -> tuple[pd.Timestamp, np.ndarray] | N
 
 def _fast_seeds(model: forecaster.Forecaster, start: pd.Timestamp | None, horizon: int, exog: np.ndarray | None,
                 history: dict[pd.Timestamp, float] | None) -> np.ndarray | None:
-    """The lag seeds when the request can skip ``check_request`` (an ``lr`` model, no history, starting the
-    week after its data, complete future values of the right shape); None otherwise."""
-    if model.kind != forecaster.ModelKind.LR or history:
+    """The lag seeds when the request can skip ``check_request`` (a regression model - ``lr``, ``demand``,
+    ``loglog`` -, no history, starting the week after its data, complete future values of the right
+    shape); None otherwise."""
+    if model.kind not in forecaster.REGRESSIONS or history:
         return None
     k = len(model.exog_columns)
     if (exog is None) != (k == 0):
@@ -212,12 +270,12 @@ def _weeks(start: pd.Timestamp, steps: int, freq: str) -> tuple[tuple[str, ...],
 
 def _forecast_fast(fast: list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]],
                    answers: list[dict[str, Any]]) -> None:
-    """``forecast_many`` for requests that passed :func:`_fast_seeds`: models with the same feature count
-    are stepped together by ``forecaster.recurse``."""
-    groups: dict[int, list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]]] = {}
+    """``forecast_many`` for requests that passed :func:`_fast_seeds`: models of the same type and feature
+    count are stepped together by their type's module (``scoring/forecaster/models/``)."""
+    groups: dict[tuple[str, int], list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]]] = {}
     for item in fast:
-        groups.setdefault(len(item[1].exog_columns), []).append(item)
-    for k, members in groups.items():
+        groups.setdefault((item[1].kind, len(item[1].exog_columns)), []).append(item)
+    for (kind, k), members in groups.items():
         h = max(steps for _, _, steps, _, _ in members)
         x = np.zeros((len(members), h, k))
         weeks = np.zeros((len(members), h))
@@ -228,11 +286,16 @@ def _forecast_fast(fast: list[tuple[int, forecaster.Forecaster, int, np.ndarray 
                 x[j, :steps] = exog
             weeks[j, :steps] = week_numbers
             stamps.append(iso)
-        pred = forecaster.recurse(np.array([m.intercept for _, m, _, _, _ in members]),
-                                  np.stack([m.coef for _, m, _, _, _ in members]),
-                                  np.stack([seeds for *_, seeds in members]), x, weeks)
-        for j, (index, _, steps, _, _) in enumerate(members):
-            answers[index]["forecast"] = {"timestamps": list(stamps[j]), "values": pred[j, :steps].tolist()}
+        module = forecaster.models.module_of(kind)
+        pred = module.step(kind, module.params_of(kind, [m for _, m, _, _, _ in members]),
+                           np.stack([seeds for *_, seeds in members]), x, weeks)
+        for j, (index, model, steps, _, _) in enumerate(members):
+            overflow = forecaster.non_finite_forecast(model, pred[j, :steps])
+            if overflow is not None:
+                _fail(answers[index], str(overflow), BAD_REQUEST)
+            else:
+                values = np.maximum(pred[j, :steps], 0.0) if model.non_negative else pred[j, :steps]
+                answers[index]["forecast"] = {"timestamps": list(stamps[j]), "values": values.tolist()}
 
 
 def _forecast(requests: list[tuple[Any, ...]]) -> list[tuple[pd.DatetimeIndex, np.ndarray] | forecaster.SeriesError]:
@@ -257,7 +320,12 @@ def parse_record(record: Any) -> tuple[forecaster.Forecaster, pd.Timestamp | Non
     ids = record.get("id")
     if not isinstance(ids, Mapping) or not ids:
         raise RecordError("id must be an object of id columns, e.g. {\"Store\": 1000, \"Brand\": \"dominicks\"}")
-    name = forecaster.model_name(str(record.get("model_type") or "lr"), ids)
+    if not isinstance(record.get("model_type") or "lr", str):
+        raise RecordError(f"model_type {record.get('model_type')!r} is not allowed: a string such as \"lr\"")
+    try:  # the same name training gave the series, from the raw id values (scoring/model_names.py)
+        name = forecaster.model_name(str(record.get("model_type") or "lr"), ids)
+    except forecaster.SeriesError as e:
+        raise RecordError(f"id {dict(ids)!r} cannot name a model: {e}") from e
     model = _models.get(name)
     if model is None:
         raise RecordError(f"unknown model {name}: this service does not serve it", NOT_FOUND)
@@ -265,14 +333,15 @@ def parse_record(record: Any) -> tuple[forecaster.Forecaster, pd.Timestamp | Non
     if freq is not None and freq != model.freq:
         raise RecordError(f"forecast_freq {freq!r} is not allowed: model {name} is weekly on {model.freq!r}")
     horizon = record.get("forecast_horizon", model.horizon)
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= model.horizon:
+    limit = max(model.horizon, forecaster.MAX_HORIZON)  # recursive models step past the trained horizon
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= limit:
         raise RecordError(f"forecast_horizon {horizon!r} is not allowed: model {name} forecasts 1 to "
-                          f"{model.horizon} weeks")
+                          f"{limit} weeks")
     start = _timestamp(record.get("forecast_start"), "forecast_start") if record.get("forecast_start") else None
     data = record.get("data") or {}
     if not isinstance(data, Mapping):
         raise RecordError("data must be an object {historical: {column: [...]}, future: {column: [...]}}")
-    history = _history(model, data.get("historical"))
+    history = _history(model, data.get("historical"), start)
     exog = _future(model, data.get("future"), start, horizon)
     return model, start, horizon, exog, history
 
@@ -291,7 +360,10 @@ def _to_stamp(value: Any) -> pd.Timestamp | None:
     stamp = pd.Timestamp(value)
     if pd.isna(stamp):
         return None
-    return stamp.tz_localize(None) if stamp.tzinfo else stamp
+    stamp = stamp.tz_localize(None) if stamp.tzinfo else stamp
+    if not pd.Timestamp.min <= stamp <= pd.Timestamp.max:  # pandas parses 9999-12-30, then cannot step from it
+        raise ValueError(f"outside {pd.Timestamp.min.date()}..{pd.Timestamp.max.date()}")
+    return stamp
 
 
 @functools.lru_cache(maxsize=4096)
@@ -311,25 +383,48 @@ def _columns(block: Any, name: str) -> dict[str, list[Any]]:
 
 
 def _floats(values: list[Any], column: str, block: str) -> np.ndarray:
+    """The numbers of one column, null as NaN (missing); a value that is not a finite number is a RecordError."""
     try:
-        return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+        array = np.array([math.nan if v is None else float(v) for v in values], dtype=float)
     except (TypeError, ValueError) as e:
         raise RecordError(f"data.{block}.{column} holds a value that is not a number: {e}") from e
+    if not np.isfinite(array).all():  # NaN from null is missing; any other NaN or infinity is refused
+        for row, (value, number) in enumerate(zip(values, array.tolist(), strict=True)):
+            if value is not None and not math.isfinite(number):
+                shown = value if isinstance(value, str) else _finite(number)
+                raise RecordError(f"data.{block}.{column}[{row}] is {shown}, which is not allowed: values must be "
+                                  f"finite numbers (null for a missing value)")
+    return array
 
 
-def _history(model: forecaster.Forecaster, block: Any) -> dict[pd.Timestamp, float] | None:
+def _history(model: forecaster.Forecaster, block: Any, start: pd.Timestamp | None = None,
+             ) -> dict[pd.Timestamp, float] | None:
+    """Known target values by week. Without the timestamp column (the original accelerator's format,
+    ``{"Quantity": [...]}``) the values are the weeks just before the forecast start, oldest first."""
     if not block:
         return None
     columns = _columns(block, "historical")
-    if model.timestamp_column not in columns or model.target_column not in columns:
-        raise RecordError(f"data.historical needs the columns {model.timestamp_column} and {model.target_column}")
+    if model.target_column not in columns:
+        raise RecordError(f"data.historical needs the column {model.target_column} (and optionally "
+                          f"{model.timestamp_column}; without it the values end the week before forecast_start)")
     values = _floats(columns[model.target_column], model.target_column, "historical")
+    if model.timestamp_column not in columns:
+        if not len(values):
+            return None
+        first = start if start is not None else model.next_week()
+        if not forecaster.offset_of(model.freq).is_on_offset(first):
+            raise RecordError(f"forecast_start {first.date()} is not on the model's {model.freq} calendar")
+        stamps = list(forecaster.calendar(end=first - forecaster.offset_of(model.freq), periods=len(values),
+                                          freq=model.freq))
+        return {t: v for t, v in zip(stamps, values, strict=True) if not math.isnan(v)}
     stamps = [_timestamp(v, f"data.historical.{model.timestamp_column}") for v in columns[model.timestamp_column]]
     return {t: v for t, v in zip(stamps, values, strict=True) if not math.isnan(v)}
 
 
 def _future(model: forecaster.Forecaster, block: Any, start: pd.Timestamp | None, horizon: int) -> np.ndarray | None:
-    if model.is_fallback or not model.exog_columns:
+    """Future exog values per forecast week; a week the block lacks is NaN (the forecaster carries the
+    last known values forward for it and the answer gets a warning)."""
+    if not model.uses_exog or not model.exog_columns:
         return None
     columns = _columns(block or {}, "future")
     missing = [c for c in model.exog_columns if c not in columns]
@@ -345,10 +440,12 @@ def _future(model: forecaster.Forecaster, block: Any, start: pd.Timestamp | None
             start = origin[0] if origin is not None else model.next_week()
         weeks = forecaster.calendar(start, horizon, model.freq)
         rows = [row_of.get(t, -1) for t in weeks]
-        if -1 in rows:
-            raise RecordError(f"data.future has no row for {weeks[rows.index(-1)].date()} "
-                              f"(forecast weeks {weeks[0].date()}..{weeks[-1].date()})")
-        return matrix[rows]
+        if all(r == -1 for r in rows):
+            raise RecordError(f"data.future has no row for any forecast week "
+                              f"({weeks[0].date()}..{weeks[-1].date()})")
+        aligned = matrix[np.maximum(rows, 0)]
+        aligned[np.array(rows) == -1] = np.nan
+        return aligned
     if len(matrix) < horizon:
         raise RecordError(f"data.future has {len(matrix)} row(s); forecast_horizon {horizon} needs {horizon}")
     return matrix[:horizon]

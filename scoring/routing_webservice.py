@@ -3,8 +3,9 @@
 Azure ML scoring script (``init()``, ``run()``) for azureml-inference-server-http, self-contained
 (it never imports ``shared``). Its one registered model is the deployment state
 ``deployed_models_info.json`` (``{model: {"version", "group", "webservice", "endpoint"}}``).
-Service keys are not in it: they come from the environment variable ``MANYMODELS_SERVICE_KEYS``
-(JSON ``{service: key}``), set only on the router's deployment, and never appear in an answer.
+Service keys are not in it: scoring/service_keys.py reads them at init (JSON ``{service: key}``)
+from the workspace's Key Vault on Azure ML, or from ``MANYMODELS_SERVICE_KEYS`` in the process
+environment locally; they never appear in an answer.
 
 - ``POST``: a JSON array of records (DESIGN.md §6). Records are bucketed by the service serving
   their model and the services are called concurrently (keep-alive connections per thread,
@@ -20,6 +21,12 @@ Service keys are not in it: they come from the environment variable ``MANYMODELS
   requests, and a request never waits when its service is idle.
 - ``GET``: ``{model: service name}`` - no endpoints, no keys.
 
+Bad bodies never fail the server: a body that is not JSON, nested too deeply to parse, or not a
+record list (or one record) is a 400; a request whose records all fail here (no routable record)
+is answered with their per-record errors. Answers are strict JSON: ``NaN``/``Infinity`` tokens of
+a request are read as their words (the model service, which gets the body as sent, says why the
+record is refused), and a non-finite float echoed back becomes its word.
+
 Environment: ``ROUTER_TIMEOUT_SECONDS`` (read timeout, default 60), ``ROUTER_CONNECT_TIMEOUT_SECONDS``
 (default 5), ``ROUTER_MAX_PARALLEL`` (concurrent service calls, default 16), ``ROUTER_CALLS_PER_SERVICE``
 (calls in flight per service before requests are batched, default 1), ``ROUTER_MAX_BATCH_RECORDS``
@@ -31,9 +38,11 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import math
 import os
 import socket
 import ssl
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,11 +52,21 @@ from urllib.parse import urlsplit
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
 
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # imported from tests or tools rather than by the inference server
+    sys.path.insert(0, _HERE)
 
-def model_name(model_type: str, ids: dict[str, Any]) -> str:
-    """``forecaster.model_name`` (a test keeps them equal): importing forecaster would load pandas
-    and add seconds to every router start for one line."""
-    return f"{model_type}_{'_'.join(str(ids[c]) for c in sorted(ids))}"
+import model_names  # noqa: E402  # stdlib only: the router never loads pandas (forecaster would)
+import service_keys  # noqa: E402  # stdlib only: the group keys, never from a stored environment
+
+
+def model_name(model_type: str, ids: dict[str, Any]) -> str | None:
+    """The name ``forecaster.model_name`` gives (both use scoring/model_names.py); None when the ids
+    cannot name a model (an empty id value): the record is a 400, never the whole request."""
+    try:
+        return model_names.model_name(model_type, ids)
+    except model_names.InvalidModelName:
+        return None
 
 
 log = logging.getLogger("routing_webservice")
@@ -140,11 +159,9 @@ def init() -> None:
     global _routes, _pool, _connect_timeout, _read_timeout, _calls_per_service, _max_batch_records
     path = find_state_file(os.environ.get("AZUREML_MODEL_DIR", "."))
     state = json.loads(path.read_text())
-    try:
-        keys = json.loads(os.environ.get(KEYS_ENV) or "{}")
-    except json.JSONDecodeError:
-        log.error("%s is not valid JSON; calling the services without keys", KEYS_ENV)
-        keys = {}
+    # Key Vault (managed identity) on Azure ML, KEYS_ENV in the process environment locally; a
+    # failure stops init with the reason rather than calling every service without its key
+    keys = service_keys.load_service_keys()
     _routes = load_routes(state, keys)
     _connect_timeout = _env_float("ROUTER_CONNECT_TIMEOUT_SECONDS", 5.0)
     _read_timeout = _env_float("ROUTER_TIMEOUT_SECONDS", 60.0)
@@ -328,8 +345,33 @@ def _error(record: Any, message: str, status: int) -> dict[str, Any]:
     return base
 
 
+class NonFinite(str):
+    """A ``NaN``, ``Infinity`` or ``-Infinity`` token of a request, kept as its word (json reads them as
+    floats by default, which would be echoed back as tokens strict JSON parsers reject)."""
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with non-finite floats (e.g. a ``1e999`` read as inf) as their token words."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else ("NaN" if obj != obj else "Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON (``allow_nan=False``): the plain encoding, or on its failure the one of :func:`_finite`
+    (scoring/model_webservice.py has the same pair; this file must not import its pandas)."""
+    try:
+        return json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_finite(obj), allow_nan=False, separators=(",", ":"))
+
+
 def _json(obj: Any, status: int = 200) -> AMLResponse:
-    return AMLResponse(json.dumps(obj, separators=(",", ":")), status, JSON_HEADERS)
+    return AMLResponse(dumps(obj), status, JSON_HEADERS)
 
 
 def _call(endpoint: Endpoint, body: bytes) -> tuple[int, bytes | str]:
@@ -378,7 +420,7 @@ def _answer_bucket(endpoint: Endpoint, records: list[Any],
 
     Returns (status, body), (200, answers) when the call was shared, or (503, reason).
     """
-    job = _Job(raw if raw is not None else json.dumps(records, separators=(",", ":")).encode(), len(records))
+    job = _Job(raw if raw is not None else dumps(records).encode(), len(records))
     lane = _lanes.get(endpoint.service) or _lanes.setdefault(endpoint.service, _Lane())
     with lane.lock:
         if lane.busy < _calls_per_service:
@@ -439,7 +481,7 @@ def _split(service: str, batch: list[_Job], total: int, status: int, body: bytes
     if status == 200 and isinstance(body, bytes):
         try:
             answers = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or echoing a record too deep to parse here
             answers = None
         if isinstance(answers, list) and len(answers) == total:
             start = 0
@@ -461,7 +503,7 @@ def _place(answers: list[Any], records: list[Any], indexes: list[int], service: 
     if status == 200 and isinstance(body, bytes):
         try:
             result = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             result = None
         if isinstance(result, list) and len(result) == len(indexes):
             for i, item in zip(indexes, result, strict=True):
@@ -502,6 +544,8 @@ def route(records: list[Any], routes: Routes,
             answers[i] = _error(record, f"model {name} is not deployed", 404)
             continue
         buckets.setdefault(service, []).append(i)
+    if not buckets:  # nothing to call: every record has its own error
+        return answers, None
     if len(buckets) == 1:
         service, indexes = next(iter(buckets.items()))
         every = len(indexes) == len(records)
@@ -535,17 +579,25 @@ def run(request: Any) -> AMLResponse:
         return _json({"error": f"method {request.method} is not allowed: use GET or POST"}, 405)
     raw = request.get_data()
     try:
-        records = json.loads(raw)
+        return _post(raw)
+    except RecursionError:  # json's parser and encoder refuse more depth than the stack has
+        return _json({"error": "the request body is nested too deeply (at most a few hundred levels)"}, 400)
+
+
+def _post(raw: bytes) -> AMLResponse:
+    try:
+        records = json.loads(raw, parse_constant=NonFinite)
     except ValueError as e:
         return _json({"error": f"the request body is not valid JSON: {e}"}, 400)
     single = isinstance(records, dict)
     if single:
         records = [records]
-    if not isinstance(records, list):
-        return _json({"error": "the request body must be a JSON array of records (or one record)"}, 400)
+    if not isinstance(records, list) or (single and not records[0]):  # {} is no record
+        return _json({"error": "the request body must be a JSON array of records (or one record), each "
+                               "{\"id\": {column: value}, \"model_type\": \"lr\", ...}"}, 400)
     answers, passed = route(records, _routes, None if single else raw)
     if passed is not None and not single:
         return AMLResponse(passed, 200, JSON_HEADERS)
     if passed is not None:
-        answers = json.loads(passed)
+        answers = json.loads(passed, parse_constant=NonFinite)
     return _json(answers[0] if single and answers else answers)

@@ -7,16 +7,25 @@ once per worker process, then ``run(mini_batch)`` with a list of local file path
 Every series of the whole mini-batch is fitted in one batched call. A file or series that cannot
 be used gives a ``failed`` row with its reason; the rest of the mini-batch still trains. Each
 trained model is written to ``<output-dir>/models/<name>/model.json`` and described by one JSON
-line in ``<output-dir>/manifest/<pid>.jsonl`` (one file per process), which the registration step
-registers in bulk.
+line in ``<output-dir>/manifest/<host>-<pid>-<uuid>.jsonl`` (one file per process; the output dir is
+a mount shared by several nodes, whose pids repeat), which the registration step registers in bulk.
+The settings' ``model_type`` (or ``--model-type``) is one type for every series or ``auto``, which
+chooses each series' type by a backtest (scoring/forecaster/selection.py); the row's ``model_type``
+is the type trained, ``warnings`` lists target values that could not be used.
+Model names, and so the artifact folders, come only from ``model_names.model_name``: an id value never
+becomes a path by itself (``x/../../tmp`` stays one folder name inside ``models/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
+import socket
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +37,10 @@ if _HERE not in sys.path:  # imported from tests or tools rather than by the Par
     sys.path.insert(0, _HERE)
 
 import forecaster  # noqa: E402
+import model_names  # noqa: E402
 
-COLUMNS = ("file", "series", "model_name", "status", "model_type", "reason", "path", "mse", "rmse", "mae", "mape")
+COLUMNS = ("file", "series", "model_name", "status", "model_type", "reason", "path", "mse", "rmse", "mae", "mape",
+           "warnings")
 FILE_COLUMN = forecaster.FILE_COLUMN
 
 
@@ -42,6 +53,7 @@ class TrainConfig:
 
 
 _config: TrainConfig | None = None
+_manifest: tuple[int, str] | None = None  # (pid, file name): a forked worker gets its own file
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
@@ -50,9 +62,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--run-id", default="local")
     parser.add_argument("--dataset-version", default="")
+    parser.add_argument("--model-type", default="", choices=["", *map(str, forecaster.ModelChoice)],
+                        help="override the settings' model_type (TRAINING_METHOD=automl runs 'auto')")
     args, _ = parser.parse_known_args(argv)
-    return TrainConfig(forecaster.ScriptSettings.load(args.settings_file), Path(args.output_dir).resolve(), args.run_id,
-                       str(args.dataset_version))
+    settings = forecaster.ScriptSettings.load(args.settings_file)
+    if args.model_type:
+        settings = dataclasses.replace(settings, model_type=args.model_type)
+    return TrainConfig(settings, Path(args.output_dir).resolve(), args.run_id, str(args.dataset_version))
 
 
 def init(argv: list[str] | None = None) -> None:
@@ -80,6 +96,7 @@ def run(mini_batch: list[str]) -> pd.DataFrame:
             rows.extend(_failed(f, "", str(e), config.settings) for f in dict.fromkeys(frame[FILE_COLUMN]))
             continue
         rows.extend(_failed(";".join(f.files), f.ids, f.reason, config.settings) for f in failures)
+        series = _nameable(series, config.settings, rows)
         results.extend(forecaster.fit_many(series, config.settings, list(exog)))
     models_dir = str(config.output_dir / "models")
     manifest_lines = []
@@ -89,11 +106,35 @@ def run(mini_batch: list[str]) -> pd.DataFrame:
         if line:
             manifest_lines.append(line)
     if manifest_lines:
-        with open(config.output_dir / "manifest" / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+        with open(config.output_dir / "manifest" / manifest_file_name(), "a", encoding="utf-8") as f:
             f.write("".join(manifest_lines))
     if not rows:
         return pd.DataFrame(columns=list(COLUMNS))
     return pd.DataFrame(dict(zip(COLUMNS, map(list, zip(*rows, strict=True)), strict=True)))
+
+
+def manifest_file_name() -> str:
+    """This process's manifest file: unique across the nodes writing to the same mount."""
+    global _manifest
+    pid = os.getpid()
+    if _manifest is None or _manifest[0] != pid:
+        host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()).strip(".-")[:63] or "host"
+        _manifest = (pid, f"{host}-{pid}-{uuid.uuid4().hex}.jsonl")
+    return _manifest[1]
+
+
+def _nameable(series: list[forecaster.Series], settings: forecaster.ScriptSettings,
+              rows: list[tuple[object, ...]]) -> list[forecaster.Series]:
+    """The series a model name can be made for; the others (an empty id value) become failed rows."""
+    kept = []
+    for s in series:
+        try:
+            forecaster.model_name(settings.model_type, s.ids)
+        except forecaster.SeriesError as e:
+            rows.append(_failed(";".join(s.files), s.ids, f"no model name can be made: {e}", settings))
+        else:
+            kept.append(s)
+    return kept
 
 
 def _read_files(paths: list[str], settings: forecaster.ScriptSettings,
@@ -118,10 +159,14 @@ def _read_files(paths: list[str], settings: forecaster.ScriptSettings,
 
 def _failed(file: str, ids: dict[str, str] | str, reason: str, settings: forecaster.ScriptSettings,
             ) -> tuple[object, ...]:
-    named = isinstance(ids, dict) and ids and all(c in ids for c in settings.id_columns)
-    return (file, forecaster.series_label(ids) if isinstance(ids, dict) else ids,
-            forecaster.model_name(settings.model_type, ids) if named else "", "failed", "", reason, "",
-            np.nan, np.nan, np.nan, np.nan)
+    name = ""
+    if isinstance(ids, dict) and ids and all(c in ids for c in settings.id_columns):
+        try:
+            name = forecaster.model_name(settings.model_type, ids)
+        except forecaster.SeriesError:
+            name = ""  # the reason already says why (see _nameable)
+    return (file, forecaster.series_label(ids) if isinstance(ids, dict) else ids, name, "failed", "", reason, "",
+            np.nan, np.nan, np.nan, np.nan, "")
 
 
 def _save(result: forecaster.FitResult, config: TrainConfig, models_dir: str) -> tuple[tuple[object, ...], str]:
@@ -130,16 +175,19 @@ def _save(result: forecaster.FitResult, config: TrainConfig, models_dir: str) ->
     if result.model is None:
         return _failed(file, series.ids, result.error, config.settings), ""
     model = result.model
+    if not model_names.is_valid(model.name):  # names come from model_names; never a path from raw data
+        return _failed(file, series.ids, f"model name {model.name!r} is not allowed as a folder name",
+                       config.settings), ""
     try:
         path = str(model.save(os.path.join(models_dir, model.name)))
     except OSError as e:
         return _failed(file, series.ids, f"cannot write the model artifact: {e}", config.settings), ""
-    tags = {"ModelType": str(model.kind), **series.ids, **series.tags, "DatasetVersion": config.dataset_version,
-            "RunId": config.run_id}
+    tags = {"ModelType": str(model.kind), "ModelSelection": str(config.settings.model_type), **series.ids,
+            **series.tags, "DatasetVersion": config.dataset_version, "RunId": config.run_id}
     line = json.dumps({"name": model.name, "path": path, "tags": tags,
                        "properties": model.properties()}) + "\n"
     scores = model.metrics
     row = (file, forecaster.series_label(series.ids), model.name, "fallback" if model.is_fallback else "ok",
            str(model.kind), model.fallback_reason, path, scores.get("mse", np.nan), scores.get("rmse", np.nan),
-           scores.get("mae", np.nan), scores.get("mape", np.nan))
+           scores.get("mae", np.nan), scores.get("mape", np.nan), "; ".join(model.warnings))
     return row, line

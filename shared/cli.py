@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "shared.commands.deploy",  # deploy
     "shared.commands.host",  # up, down, keys
     "shared.commands.demo",  # demo
+    "shared.commands.events",  # events subscribe|tail
 )
 
 

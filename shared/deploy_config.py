@@ -10,12 +10,19 @@ One file per target (``local``, ``aci``, ``aks``), each with a ``models`` and a 
       environmentVariables: {WORKER_COUNT: "1"}
     router: ...
 
-The files hold no secrets: service keys are added to the router's environment at deploy time only.
+``authEnabled`` is passed to the service (key auth); ``WORKER_COUNT`` (times gunicorn's
+``--threads`` in ``GUNICORN_CMD_ARGS``) is how many requests one container serves at once, which
+the AML adapter passes on AKS as ``replica_max_concurrent_requests``. A field a target does not
+support is refused with the reason, as is any field not listed here (a typo is not ignored).
+
+The files hold no secrets: the router gets the group services' keys at deploy time only, never
+through a stored environment definition (shared/workspace/aml/services.py).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "pipelines" / "configuration"
 TARGETS = ("local", "aci", "aks")
 ROLES = ("models", "router")
+FIELDS = ("entryScript", "authEnabled", "containerResourceRequirements", "environmentVariables")
+# fields of Azure ML's own deployment-config format that this product sets itself, and why
+_NOT_SETTABLE = {
+    "maxConcurrentRequestsPerContainer": "it follows from environmentVariables.WORKER_COUNT (and --threads in "
+                                         "GUNICORN_CMD_ARGS) on AKS, and ACI has no such setting",
+    "tokenAuthEnabled": "the services use key auth (authEnabled); the router holds the group keys",
+}
 
 
 def config_path(target: str) -> Path:
@@ -81,6 +95,12 @@ def _parse(data: dict[str, Any], role: str, file: Path, target: str) -> ServiceC
     if not isinstance(section, dict):
         raise InvalidValue(f"{file}: missing section {role!r} (with entryScript, containerResourceRequirements, "
                            "environmentVariables)")
+    for name in section:
+        if name in _NOT_SETTABLE:
+            raise InvalidValue(f"{file}: {role}.{name} is not allowed: {_NOT_SETTABLE[name]}")
+        if name not in FIELDS:
+            raise InvalidValue(f"{file}: {role}.{name} is not a field of a deployment config: expected "
+                               f"{', '.join(FIELDS)}")
     resources = section.get("containerResourceRequirements") or {}
     env = section.get("environmentVariables") or {}
     if not isinstance(resources, dict) or not isinstance(env, dict):
@@ -102,6 +122,10 @@ def _parse(data: dict[str, Any], role: str, file: Path, target: str) -> ServiceC
     auth = section.get("authEnabled", kind != ServiceKind.LOCAL)
     if not isinstance(auth, bool):
         raise InvalidValue(f"{file}: {role}.authEnabled={auth!r} is not allowed: expected true or false")
+    if auth and kind == ServiceKind.LOCAL:
+        raise InvalidValue(f"{file}: {role}.authEnabled=true is not allowed on the local target: local services "
+                           "listen on 127.0.0.1 only and check no keys; set it to false")
+    concurrency(env, where=f"{file}: {role}.environmentVariables")  # refuses a bad WORKER_COUNT early
     return ServiceConfig(
         kind=kind,
         entry_script=entry,
@@ -111,3 +135,24 @@ def _parse(data: dict[str, Any], role: str, file: Path, target: str) -> ServiceC
         environment={str(k): str(v) for k, v in env.items()},
         tags={"manymodels_role": role, "manymodels_target": target},
     )
+
+
+def _positive_int(value: object, what: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidValue(f"{what}={value!r} is not allowed: expected a whole number >= 1")
+    return int(text)
+
+
+def concurrency(environment: Mapping[str, str], *, where: str = "environmentVariables") -> int:
+    """Requests one container serves at once: ``WORKER_COUNT`` gunicorn workers (default 1, as
+    azureml-inference-server-http) times the ``--threads`` each (default 1) in ``GUNICORN_CMD_ARGS``."""
+    workers = _positive_int(environment.get("WORKER_COUNT", "1"), f"{where}.WORKER_COUNT")
+    args = str(environment.get("GUNICORN_CMD_ARGS", "")).split()
+    threads = 1
+    for i, arg in enumerate(args):
+        if arg == "--threads" and i + 1 < len(args):
+            threads = _positive_int(args[i + 1], f"{where}.GUNICORN_CMD_ARGS --threads")
+        elif arg.startswith("--threads="):
+            threads = _positive_int(arg.split("=", 1)[1], f"{where}.GUNICORN_CMD_ARGS --threads")
+    return workers * threads

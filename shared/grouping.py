@@ -273,7 +273,9 @@ def plan_deployment(
     """Plan which subgroups to deploy, update, keep and delete.
 
     Args:
-        models: the latest registered models (older versions and ``_meta_`` models are ignored).
+        models: one version per model name, the one to serve (shared/flows/deploy.py picks the
+            newest data's with shared/workspace/newest.py; given several, the highest version wins).
+            ``_meta_`` models are ignored.
         deployed: the current ``deployed_models_info`` (``{model: {version, group, webservice, endpoint}}``).
         container_size: the most models one service serves (``MAX_CONTAINER_SIZE``).
         prefix: service-name prefix (``WEBSERVICE_PREFIX``, ``test-`` + it for ACI).

@@ -20,6 +20,8 @@ One table (``LEDGER_TABLE``), partitioned by record kind::
     target                one row per deployment target: active plan, queued request, newest run rolled out
     plan                  one row per deployment plan
     task:<plan id>        one row per group of that plan (its models are stored here, not in the queue)
+    retention             what the last retention pass removed (shared/flows/retention.py)
+    outbox                product events to publish, one row per event id (shared/flows/outbox.py)
 
 Table keys may not hold ``/ \\ # ?`` or control characters, so keys are percent-encoded.
 """
@@ -610,6 +612,243 @@ class Ledger:
 
         row, changed = self._mutate("task:" + encode_key(plan_id), encode_key(group), change)
         return (_task(row) if row else None), changed
+
+    # ---------------------------------------------------------------- retention (shared/flows/retention.py)
+
+    def _delete_rows(self, rows: list[dict[str, Any]]) -> int:
+        """Delete rows (unconditionally; a missing row is fine), 100 per transaction of one partition."""
+        from azure.data.tables import TableTransactionError
+
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_partition.setdefault(row["PartitionKey"], []).append(row)
+        for partition in by_partition.values():
+            for i in range(0, len(partition), 100):
+                chunk = partition[i:i + 100]
+                try:
+                    self._table.submit_transaction(
+                        [("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]}) for r in chunk])
+                except TableTransactionError:  # one row went meanwhile (another pruner): row by row
+                    for r in chunk:
+                        self._delete_one(r)
+                except ServiceRequestError as e:
+                    raise Unavailable(f"table storage is not reachable: {e}") from e
+        return len(rows)
+
+    def _delete_one(self, row: Mapping[str, Any]) -> None:
+        try:
+            self._table.delete_entity(row["PartitionKey"], row["RowKey"])  # a 404 is not raised
+        except ServiceRequestError as e:
+            raise Unavailable(f"table storage is not reachable: {e}") from e
+
+    def prune_events(self, *, before: str, limit: int) -> int:
+        """Forget processed-event ids recorded before ``before`` (ISO 8601); at most ``limit`` rows."""
+        rows = []
+        for row in self._query("event", "at lt @before", before=before):
+            rows.append(row)
+            if len(rows) >= limit:
+                break
+        return self._delete_rows(rows)
+
+    def prune_batch_files(self, *, before: str, limit: int) -> tuple[int, int]:
+        """Delete the blob lists of batches that closed or failed before ``before``; returns
+        (batches, rows). The batch row itself stays (a late blob of a closed batch is still
+        ignored, and status still shows it); open and closing batches are never touched."""
+        batches = rows_deleted = 0
+        for state in (BatchState.CLOSED, BatchState.FAILED):
+            for row in self._query("batch", "state eq @state", state=str(state)):
+                if rows_deleted >= limit:
+                    return batches, rows_deleted
+                ended = row.get("closed") or row.get("created", "")
+                if row.get("files_pruned") or not ended or ended >= before:
+                    continue
+                key, budget = row["RowKey"], limit - rows_deleted
+                files: list[dict[str, Any]] = []
+                for file_row in self._query(f"batchfile:{key}"):
+                    files.append(file_row)
+                    if len(files) > budget:  # one more than may go: the rest waits for the next pass
+                        break
+                rows_deleted += self._delete_rows(files[:budget])
+                if len(files) <= budget:  # the whole list went: mark the batch so it is not read again
+                    self._mark_files_pruned(key)
+                    batches += 1
+        return batches, rows_deleted
+
+    def _mark_files_pruned(self, key: str) -> None:
+        def change(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row["state"] not in (BatchState.CLOSED, BatchState.FAILED) or row.get("files_pruned"):
+                return None
+            row["files_pruned"] = True
+            return row
+
+        self._mutate("batch", key, change)
+
+    def prune_plans(self, *, before: str, keep: int, limit: int) -> int:
+        """Delete finished (done/failed) plans last changed before ``before``, tasks first, then
+        the plan row (a crash in between leaves a finished plan without tasks, never orphan tasks).
+        The newest ``keep`` plans stay for status, and so does any plan a target names as active."""
+        active = {t.active_plan for t in self.list_targets() if t.active_plan}
+        deleted = 0
+        for plan in self.list_plans()[keep:]:
+            if deleted >= limit:
+                break
+            if plan.state not in (PlanState.DONE, PlanState.FAILED) or plan.plan_id in active:
+                continue
+            if (plan.updated or plan.created) >= before:
+                continue
+            self._delete_rows(list(self._query("task:" + encode_key(plan.plan_id))))
+            self._delete_one({"PartitionKey": "plan", "RowKey": encode_key(plan.plan_id)})
+            deleted += 1
+        return deleted
+
+    def prune_runs(self, *, before: str, limit: int) -> int:
+        """Delete the rows of runs that ended (completed/failed/canceled) before ``before``; a run
+        still ``submitted`` is never deleted (reconcile has yet to act on it)."""
+        rows = []
+        for row in self._query("run", "state ne @state", state=str(RunState.SUBMITTED)):
+            if (row.get("ended") or row.get("submitted") or "") < before:
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+        return self._delete_rows(rows)
+
+    def record_retention(self, summary: Mapping[str, Any]) -> None:
+        """Keep what the last retention pass removed (``manymodels status`` shows it)."""
+        row: dict[str, Any] = {"PartitionKey": "retention", "RowKey": "last", "at": utcnow()}
+        _put_json(row, "summary", dict(summary))
+        self.ensure()
+        try:
+            self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
+        except ServiceRequestError as e:
+            raise Unavailable(f"table storage is not reachable: {e}") from e
+
+    def last_retention(self) -> dict[str, Any] | None:
+        row = self._get("retention", "last")
+        return _get_json(row, "summary") if row else None
+
+    # ---------------------------------------------------------------- outbox (shared/flows/outbox.py)
+
+    def add_outbox(self, event: OutboxEvent) -> bool:
+        """Write a product event to publish (create-if-absent on its id, which is derived from its
+        fact): False when it is already there, pending or sent, so a retried flow adds nothing."""
+        row: dict[str, Any] = {"PartitionKey": "outbox", "RowKey": encode_key(event.event_id),
+                               "event_id": event.event_id, "type": event.type, "subject": event.subject,
+                               "source": event.source, "time": event.time, "state": str(OutboxState.PENDING),
+                               "created": utcnow(), "attempts": 0, "error": "", "sent": ""}
+        _put_json(row, "data", dict(event.data))
+        return self._create(row)
+
+    def get_outbox(self, event_id: str) -> OutboxEvent | None:
+        row = self._get("outbox", encode_key(event_id))
+        return _outbox(row) if row else None
+
+    def list_outbox(self, *, state: OutboxState | None = None, limit: int = 1000) -> list[OutboxEvent]:
+        """Outbox rows, oldest first (``created``); at most ``limit``."""
+        rows = self._query("outbox", "state eq @state", state=str(state)) if state else self._query("outbox")
+        found = []
+        for row in rows:
+            found.append(_outbox(row))
+            if len(found) >= limit:
+                break
+        return sorted(found, key=lambda e: e.created)
+
+    def mark_outbox_sent(self, event_id: str) -> bool:
+        """``pending -> sent``; False when it was not pending (another drain sent it)."""
+        def change(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row["state"] != OutboxState.PENDING:
+                return None
+            row.update(state=str(OutboxState.SENT), sent=utcnow(), attempts=int(row.get("attempts") or 0) + 1,
+                       error="")
+            return row
+
+        _, changed = self._mutate("outbox", encode_key(event_id), change)
+        return changed
+
+    def mark_outbox_sent_many(self, event_ids: Iterable[str]) -> None:
+        """Mark published rows sent, 100 per transaction (one partition). Unconditional merges:
+        ``sent`` is final, so two drains marking the same row leave the same row."""
+        from azure.data.tables import TableTransactionError
+
+        self.ensure()
+        ids, now = list(event_ids), utcnow()
+        for i in range(0, len(ids), 100):
+            ops = [("update", {"PartitionKey": "outbox", "RowKey": encode_key(e), "state": str(OutboxState.SENT),
+                               "sent": now, "error": ""}, {"mode": UpdateMode.MERGE}) for e in ids[i:i + 100]]
+            try:
+                if len(ops) == 1:  # one plain merge costs half a one-operation transaction
+                    self._table.update_entity(ops[0][1], mode=UpdateMode.MERGE)
+                else:
+                    self._table.submit_transaction(ops)
+            except ResourceNotFoundError:  # the one row went meanwhile (pruned): nothing to mark
+                pass
+            except TableTransactionError:  # a row went meanwhile (pruned): the others one by one
+                for e in ids[i:i + 100]:
+                    if self.get_outbox(e) is not None:
+                        self.mark_outbox_sent(e)
+            except ServiceRequestError as e:
+                raise Unavailable(f"table storage is not reachable: {e}") from e
+
+    def mark_outbox_refused(self, event_id: str, error: str) -> bool:
+        """``pending -> refused``: the topic will never take this event (it stays, for status)."""
+        def change(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row["state"] != OutboxState.PENDING:
+                return None
+            row.update(state=str(OutboxState.REFUSED), error=error[:2000], last_attempt=utcnow(),
+                       attempts=int(row.get("attempts") or 0) + 1)
+            return row
+
+        _, changed = self._mutate("outbox", encode_key(event_id), change)
+        return changed
+
+    def note_outbox_failure(self, event_id: str, error: str) -> None:
+        """A publish attempt failed: count it and keep the reason (the row stays pending)."""
+        def change(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row["state"] != OutboxState.PENDING:
+                return None
+            row.update(attempts=int(row.get("attempts") or 0) + 1, error=error[:2000], last_attempt=utcnow())
+            return row
+
+        self._mutate("outbox", encode_key(event_id), change)
+
+    def prune_outbox(self, *, before: str, limit: int) -> int:
+        """Delete sent outbox rows sent before ``before``; pending rows are never deleted."""
+        rows = []
+        for row in self._query("outbox", "state eq @state", state=str(OutboxState.SENT)):
+            if (row.get("sent") or "") < before:
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+        return self._delete_rows(rows)
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    REFUSED = "refused"  # the topic refused this event itself (400/413): retrying cannot help
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One product event in the outbox (shared/product_events.py builds them)."""
+
+    event_id: str
+    type: str
+    subject: str
+    source: str
+    time: str
+    data: Mapping[str, Any]
+    state: OutboxState = OutboxState.PENDING
+    created: str = ""
+    attempts: int = 0
+    error: str = ""
+    sent: str = ""
+
+
+def _outbox(row: Mapping[str, Any]) -> OutboxEvent:
+    return OutboxEvent(event_id=row["event_id"], type=row.get("type", ""), subject=row.get("subject", ""),
+                       source=row.get("source", ""), time=row.get("time", ""), data=_get_json(row, "data", {}),
+                       state=OutboxState(row["state"]), created=row.get("created", ""),
+                       attempts=int(row.get("attempts") or 0), error=row.get("error", ""), sent=row.get("sent", ""))
 
 
 class _Superseded(Exception):

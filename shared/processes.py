@@ -6,9 +6,74 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """The fields of ``/proc/<pid>/stat`` that tell a process apart from a later one with its pid."""
+
+    state: str  # R, S, D, Z, ...
+    ppid: int
+    pgrp: int
+    start_ticks: int  # clock ticks after boot: with the pid, identifies one process for the boot's life
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """``/proc/<pid>/stat`` parsed, or None (no such process, or no ``/proc``: macOS).
+
+    The process name (field 2) is in parentheses and may itself hold spaces and parentheses
+    ("(a b) Z (c)"): the fields are counted after its *last* closing parenthesis.
+    """
+    if pid <= 0:
+        return None
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()
+    try:  # after the name: state is field 3 of proc(5), ppid 4, pgrp 5, starttime 22
+        return ProcStat(state=fields[0], ppid=int(fields[1]), pgrp=int(fields[2]), start_ticks=int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def start_ticks(pid: int) -> int:
+    """The start time of ``pid`` (clock ticks after boot); 0 when unknown (gone, or no ``/proc``)."""
+    stat = proc_stat(pid)
+    return stat.start_ticks if stat else 0
+
+
+def process_environ(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` was started with (``/proc/<pid>/environ``); None when unreadable
+    (gone, another user's, or no ``/proc``)."""
+    try:
+        raw = (_PROC / str(pid) / "environ").read_bytes()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def pids_with_environment(**wanted: str) -> Iterator[int]:
+    """Every live process (of this user: others' environments are unreadable) started with all of
+    the ``wanted`` environment variables set to those values. Nothing without ``/proc``."""
+    with contextlib.suppress(OSError):
+        for entry in _PROC.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            env = process_environ(int(entry.name))
+            if env is not None and all(env.get(k) == v for k, v in wanted.items()):
+                yield int(entry.name)
 
 
 def pid_alive(pid: int) -> bool:
@@ -21,9 +86,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    return True
+    stat = proc_stat(pid)
+    return stat is None or stat.state != "Z"
 
 
 def free_port(host: str = LOOPBACK) -> int:

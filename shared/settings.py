@@ -12,6 +12,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,6 +96,23 @@ def _path(value: str, setting: Setting) -> Path:
     return Path(value.strip()).expanduser()
 
 
+LOCAL_TOPIC = "local"  # EVENTS_TOPIC_ENDPOINT=local: the local Event Grid's topic (shared/flows/outbox.py)
+
+
+def _endpoint(value: str, setting: Setting) -> str:
+    """Empty, ``local``, an https:// URL, or http:// to this machine (the local Event Grid)."""
+    from urllib.parse import urlsplit
+
+    v = value.strip()
+    if not v or v.lower() == LOCAL_TOPIC:
+        return v.lower()
+    parts = urlsplit(v)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not local):
+        raise _fail(setting, value)
+    return v
+
+
 _SPEC: dict[str, Setting] = {
     "backend": Setting("MANYMODELS_BACKEND", "local", "'local' or 'aml'", _choice("local", "aml"),
                        "Where Azure ML work runs: the local workspace or Azure ML (SDK v1)."),
@@ -166,6 +184,30 @@ _SPEC: dict[str, Setting] = {
     "run_timeout_minutes": Setting("RUN_TIMEOUT_MINUTES", "240", "a whole number from 1 to 10080",
                                    _int_range(1, 10080),
                                    "A submitted run with no completion event after this long is polled."),
+    # Retention (shared/flows/retention.py): what the hourly `retention` timer removes.
+    "retention_ledger_hours": Setting(
+        "RETENTION_LEDGER_HOURS", "48",
+        "a whole number of hours from 24 to 87600 (not below 24: Event Grid redelivers an event for up "
+        "to 24 hours, and a forgotten event id would be handled again)", _int_range(24, 87600),
+        "Processed-event ids and the blob lists of closed batches are deleted from the ledger after this long."),
+    "retention_model_versions": Setting(
+        "RETENTION_MODEL_VERSIONS", "3", "a whole number from 0 (keep every version) to 10000",
+        _int_range(0, 10000),
+        "Versions kept per model name; older ones are deleted unless deployed or in an unfinished plan."),
+    "retention_run_days": Setting(
+        "RETENTION_RUN_DAYS", "14", "a whole number of days from 0 (keep every run) to 3650",
+        _int_range(0, 3650),
+        "Finished local runs (folder and record) are deleted this many days after they ended."),
+    # The product's own events (shared/product_events.py, published by shared/flows/outbox.py).
+    "events_topic_endpoint": Setting(
+        "EVENTS_TOPIC_ENDPOINT", "",
+        "empty, 'local' or an Event Grid topic endpoint URL (https://..., or http:// on 127.0.0.1)",
+        _endpoint, "Custom topic the product publishes its CloudEvents to; 'local': the local Event Grid's topic "
+        "(created on first use, its key read from MANYMODELS_HOME); empty: events are not published."),
+    "events_topic_key": Setting(
+        "EVENTS_TOPIC_KEY", "", "the topic's access key (local Event Grid only)", _text,
+        "Topic key sent as aeg-sas-key (locally); empty: DefaultAzureCredential (the managed identity on Azure). "
+        "Never logged or shown."),
 }
 
 
@@ -217,6 +259,11 @@ class Settings:
     training_pipeline_name: str
     forecasting_pipeline_name: str
     run_timeout_minutes: int
+    retention_ledger_hours: int
+    retention_model_versions: int
+    retention_run_days: int
+    events_topic_endpoint: str = ""
+    events_topic_key: str = dataclass_field(default="", repr=False)  # a secret: never in repr or logs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -230,6 +277,9 @@ class Settings:
     def _check(self) -> None:
         if self.deploy_aks and not self.aks_name:
             raise SettingsError("DEPLOY_AKS=true needs AKS_NAME: set it to the AKS compute target's name")
+        if self.events_topic_endpoint == LOCAL_TOPIC and self.backend != "local":
+            raise SettingsError("EVENTS_TOPIC_ENDPOINT=local needs MANYMODELS_BACKEND=local: on Azure set it to "
+                                "the custom topic's endpoint (infra/main.bicep sets it)")
         if self.backend == "aml":
             missing = [s.env for n, s in _SPEC.items()
                        if n in ("subscription_id", "resource_group", "workspace_name") and not getattr(self, n)]

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("folder", metavar="DIR", help="folder of CSV/Parquet files (sub-folders keep their paths)")
     u.add_argument("--kind", choices=("train", "inference"), required=True,
                    help="lands in <LANDING_CONTAINER>/<kind>/<batch>/")
-    u.add_argument("--batch", help="batch id (default: UTC time like 20261127T102300Z)")
+    u.add_argument("--batch", help="batch id (default: UTC time + random suffix like 20261127T102300Z-3f9a1c)")
     u.add_argument("--mode", choices=("full", "partial"), default="full",
                    help="full: the files are the whole dataset; partial: they replace files of the same name")
     u.add_argument("--settings", help="dataset schema file used to validate")

@@ -12,6 +12,7 @@ predictions container. It ends with the time of each stage and leaves the stack 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.commands.output import emit_json, info, table
 from shared.errors import Conflict, InvalidValue
+from shared.paths import file_stem
 from shared.processes import LOOPBACK, port_open
 from shared.settings import Settings, get_settings
 
@@ -52,6 +54,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     if load_local_settings(REPO_ROOT):  # the host will read it too: both must see the same settings
         get_settings.cache_clear()
+    if "EVENTS_TOPIC_ENDPOINT" not in os.environ:  # the demo shows the product's events (shared/flows/outbox.py)
+        os.environ["EVENTS_TOPIC_ENDPOINT"] = "local"
+        get_settings.cache_clear()
     settings = get_settings()
     summary = run_demo(settings, series=args.series, port=args.port, reset=args.reset, timeout=args.timeout,
                        plot_dir=args.out)
@@ -65,7 +70,8 @@ def _demo(args: argparse.Namespace) -> int:
         info(f"the stack keeps running: host {summary['host']}; `manymodels status`, `manymodels keys`; "
              "stop it with `manymodels down`")
     if args.json:
-        emit_json({k: summary[k] for k in ("series", "models", "groups", "router_ok", "forecast_rows", "stages")})
+        emit_json({k: summary[k] for k in ("series", "models", "groups", "router_ok", "model_types",
+                                           "lowest_forecast", "forecast_rows", "stages", "events")})
     return 0 if summary["router_ok"] else 1
 
 
@@ -92,11 +98,17 @@ def run_demo(settings: Settings, *, series: int, port: int = 7071, reset: bool =
                            progress=lambda m: info(f"  {m}"), clock=clock)
     trained = watcher.follow_training(batch, expected_models=series)
     info(f"router ready: {trained.router} ({trained.models} models in {trained.plan.get('groups')} groups)")
+    model_types = trained.run.get("model_types") or {}
+    info("model type chosen per series: " + (", ".join(f"{t} {n}" for t, n in sorted(
+        model_types.items(), key=lambda item: (-item[1], item[0]))) or "not reported by the run"))
 
     schema = DatasetSchema.load()
     answers, files = _ask_router(trained.router, out / "data", schema)
     clock.mark("forecast requests")
     router_ok = bool(answers) and all(a.get("forecast", {}).get("values") and not a.get("error") for a in answers)
+    lowest = min((v for a in answers for v in a.get("forecast", {}).get("values") or []), default=None)
+    if lowest is not None:
+        info(f"lowest forecast value through the router: {lowest:.1f} (sales are never forecast below zero)")
     plot = _plot(files, answers, schema, plot_dir or out)
     clock.mark("plot")
 
@@ -106,13 +118,15 @@ def run_demo(settings: Settings, *, series: int, port: int = 7071, reset: bool =
     rows = _prediction_rows(settings, forecasted.predictions)
     clock.mark("predictions")
     info(f"batch forecasts: {rows} rows in {forecasted.predictions}")
+    events = _events_arrived(settings)
 
     stages = {name.replace(" ", "_"): seconds for name, seconds in clock.stages.items()}
     info("\nstage times (seconds):\n" + table([{"stage": k, "seconds": f"{v:.1f}"} for k, v in stages.items()],
                                               ["stage", "seconds"]))
     info(f"total: {time.perf_counter() - clock.started:.1f}s; plot: {plot}")
     return {"series": series, "models": trained.models, "groups": int(trained.plan.get("groups") or 0),
-            "router_ok": router_ok, "forecast_rows": rows, "stages": stages, "host": state.url,
+            "router_ok": router_ok, "model_types": model_types, "lowest_forecast": lowest, "forecast_rows": rows,
+            "stages": stages, "host": state.url, "events": events,
             "router": trained.router, "plot": str(plot) if plot else None}
 
 
@@ -190,10 +204,30 @@ def _plot(files: list[SeriesFiles], answers: list[dict[str, Any]], schema: Datas
     for f, answer in zip(files, answers, strict=False):
         if answer.get("forecast", {}).get("values"):
             ids = "_".join(str(answer["id"][c]) for c in schema.id_columns)
-            path = plot_series(f, answer, schema, out / f"forecast_{ids}.png")
+            path = plot_series(f, answer, schema, out / f"forecast_{file_stem(ids)}.png")  # ids are data
             info(f"plot saved: {path}")
             return path
     return None
+
+
+def _events_arrived(settings: Settings, *, wait: float = 15.0) -> list[str]:
+    """The product's events the local topic received (docs/events.md), printed one per line."""
+    from shared.commands.events import line
+    from shared.devhost.topics import read_events
+    from shared.flows.outbox import LOCAL_TOPIC
+
+    if settings.events_topic_endpoint != "local":
+        info(f"product events: not published here (EVENTS_TOPIC_ENDPOINT={settings.events_topic_endpoint!r})")
+        return []
+    deadline = time.monotonic() + wait  # forecasts.ready is published right after the run's completion
+    while True:
+        events = [dict(e.event) for e in read_events(settings.home, LOCAL_TOPIC)]
+        if any(e.get("type") == "manymodels.forecasts.ready" for e in events) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    info("\nproduct events that arrived (`manymodels events tail` follows them):\n"
+         + ("\n".join(line(e) for e in events) or "  none yet (see `manymodels status`, section events)"))
+    return [str(e.get("type")) for e in events]
 
 
 def _prediction_rows(settings: Settings, predictions: str) -> int:

@@ -170,13 +170,17 @@ def _train(args: argparse.Namespace) -> int:
     results = run_results(run)
     failed = [{"file": f.file, "series": f.series, "reason": f.reason} for f in run.failures]
     fallback = [{"series": f.get("series", ""), "reason": f.get("reason", "")} for f in results.get("fallback", [])]
+    warnings = [{"series": w.get("series", ""), "warnings": w.get("warnings", "")} for w in results.get("warnings", [])]
+    model_types = {k.removeprefix("model_type_"): int(v) for k, v in run.counts.items() if k.startswith("model_type_")}
     body = {"run_id": run.run_id, "status": str(run.status),
             "models_registered": int(run.counts.get("models_registered", 0)), "failed": failed,
-            "fallback": fallback, "seconds": round(time.monotonic() - started, 3)}
+            "fallback": fallback, "warnings": warnings, "model_types": model_types,
+            "seconds": round(time.monotonic() - started, 3)}
     _report(args, run, body, lambda: [
         f"run {run.run_id}: {run.status}",
-        f"{body['models_registered']} models registered, {len(fallback)} fallback, {len(failed)} failed "
-        f"in {body['seconds']:.1f}s",
+        f"{body['models_registered']} models registered, {len(fallback)} fallback, {len(failed)} failed, "
+        f"{len(warnings)} with warnings in {body['seconds']:.1f}s"
+        + (f"; model types: {', '.join(f'{k} {v}' for k, v in model_types.items())}" if model_types else ""),
         *(f"  failed {f['file']} {f['series']}: {f['reason']}" for f in failed[:20]),
         *([f"  ... {len(failed) - 20} more failures"] if len(failed) > 20 else []),
     ])

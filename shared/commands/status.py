@@ -1,4 +1,4 @@
-"""``manymodels status [--json]``: datasets, runs, models, services, batches and deployments."""
+"""``manymodels status [--json]``: datasets, runs, models, services, batches, deployments, retention."""
 
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ def render(report: dict[str, Any]) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(runs["counts"].items())) or "none"
         lines += [f"Runs: {counts}"]
         if runs["recent"]:
-            lines += [table(runs["recent"], ["run_id", "kind", "status", "dataset", "submitted", "failed_series"])]
+            lines += [table([{**r, "model_types": ", ".join(f"{k} {v}" for k, v in r.get("model_types", {}).items())}
+                             for r in runs["recent"]],
+                            ["run_id", "kind", "status", "dataset", "submitted", "failed_series", "warnings",
+                             "model_types"])]
         if runs["failures"]["total"]:
             lines += [f"{runs['failures']['total']} series failed; first ones:",
                       table(runs["failures"]["first"], ["run_id", "file", "series", "reason"])]
@@ -70,6 +73,12 @@ def render(report: dict[str, Any]) -> str:
         if grid["recent_deadletters"]:
             lines += [table(grid["recent_deadletters"], ["subscription", "eventType", "subject", "reason", "attempts"])]
         lines.append("")
+    events = report.get("events")  # the product's own events (shared/flows/outbox.py status)
+    if events and not _error(events):
+        pending = f", {events['pending']} pending" if "pending" in events else ""
+        failing = f" (last error: {events['last_error']})" if events.get("last_error") else ""
+        lines += [f"Product events: to {events['endpoint']}{pending}{failing}" if events["enabled"]
+                  else f"Product events: off ({events['reason']})", ""]
     if not report["storage"]["reachable"]:
         lines.append(f"Batches and deployments: storage not reachable ({report['storage'].get('reason')})")
         return "\n".join(lines)
@@ -82,7 +91,31 @@ def render(report: dict[str, Any]) -> str:
         plans = [{**p, "tasks": ", ".join(f"{n} {s}" for s, n in p["tasks"].items())} for p in deployments["plans"]]
         lines += _block("Deployments", plans, ["plan_id", "target", "state", "groups", "to_execute", "tasks",
                                                "reason"])
+    lines += _retention(report.get("retention"))
     return "\n".join(lines)
+
+
+def _retention(section: Any) -> list[str]:
+    """One line on the last retention pass (shared/flows/retention.py) and what it skipped."""
+    if section is None:
+        return []
+    if _error(section):
+        return ["", f"Retention: unavailable: {_error(section)}"]
+    limits = section["limits"]
+    versions = f"{limits['model_versions']} versions" if limits["model_versions"] else "all versions"
+    runs = f"{limits['run_days']} days of runs" if limits["run_days"] else "all runs"
+    keeps = f"keeps {limits['ledger_hours']} h of ledger history, {versions} per model, {runs}"
+    last = section["last"]
+    if not last:
+        return ["", f"Retention ({keeps}): no pass yet"]
+    lines = ["", f"Retention ({keeps}): last pass {last.get('at')} removed {last.get('event_ids', 0)} event ids, "
+                 f"{last.get('batch_file_rows', 0)} batch file rows, {last.get('plans', 0)} plans, "
+                 f"{last.get('run_records', 0)} ledger run rows, {last.get('model_versions', 0)} model "
+                 f"versions, {last.get('runs', 0)} runs; kept {last.get('kept_deployed', 0)} deployed and "
+                 f"{last.get('kept_planned', 0)} planned old versions, {last.get('kept_in_progress', 0)} "
+                 "unfinished runs"]
+    lines += [f"  {part} skipped: {why}" for part, why in sorted((last.get("skipped") or {}).items())]
+    return lines
 
 
 def _block(title: str, rows: Any, columns: list[str]) -> list[str]:

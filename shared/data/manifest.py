@@ -9,6 +9,10 @@ Example::
 ``files`` is optional: without it, every blob of the batch folder belongs to the batch. ``size``
 and ``md5`` (base64, like Content-MD5) are optional per file; when given, closing the batch checks
 them.
+
+``_upload.json`` (:data:`UPLOAD_MARKER`), written *first* by ``manymodels data upload``, says a
+manifest will follow: the quiet-batch timer (shared/flows/ingest.py) then waits for the manifest
+instead of closing a slow upload as a full batch without it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from shared.errors import InvalidValue
 from shared.workspace.base import DatasetMode
 
 MANIFEST_NAME = "_manifest.json"
+UPLOAD_MARKER = "_upload.json"  # written first: "a manifest follows"; never a data file of the batch
 
 
 class BatchKind(StrEnum):

@@ -2,14 +2,18 @@
 
 The data files go first, in parallel; the batch's ``_manifest.json`` (kind, mode and every file
 with its size and base64 MD5) goes last, because its arrival is what closes the batch: a reader
-that sees the manifest sees every file it names (DESIGN.md §5).
+that sees the manifest sees every file it names (DESIGN.md §5). Before the data files, a small
+``_upload.json`` marker says a manifest follows, so a slow upload is not closed by the quiet
+timer as a full batch without its manifest (shared/flows/ingest.py).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
-from shared.data.manifest import MANIFEST_NAME, BatchKind, Manifest, ManifestFile
+from shared.data.manifest import MANIFEST_NAME, UPLOAD_MARKER, BatchKind, Manifest, ManifestFile
 from shared.data.schema import DatasetSchema
 from shared.data.tables import list_data_files
 from shared.errors import BadData, InvalidValue, ManyModelsError, Unavailable
@@ -50,8 +54,12 @@ class UploadResult:
 
 
 def new_batch_id(now: datetime | None = None) -> str:
-    """A sortable UTC timestamp: ``20261127T102300Z``."""
-    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    """A sortable UTC timestamp and a random suffix: ``20261127T102300Z-3f9a1c``.
+
+    The suffix keeps two uploads started in the same second apart (they would otherwise share a
+    folder and overwrite each other's manifest).
+    """
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 def content_md5(path: Path) -> str:
@@ -70,6 +78,7 @@ def upload_batch(
     schema: DatasetSchema | None = None,
     validate: bool = True,
     max_workers: int = 8,
+    clock: Callable[[], datetime] | None = None,
 ) -> UploadResult:
     """Upload every CSV/Parquet file under ``folder`` as batch ``batch`` of ``kind``, manifest last.
 
@@ -82,6 +91,7 @@ def upload_batch(
         progress: called with 1 after each uploaded file.
         schema: dataset schema used to validate (default: the repo's ``script_settings.json``).
         validate: check every file first and refuse to upload when any has errors.
+        clock: the current UTC time (tests pass a fixed one; default: the system clock).
 
     Returns:
         What was uploaded, with the manifest's blob name.
@@ -93,7 +103,8 @@ def upload_batch(
     """
     batch_kind = _enum(BatchKind, kind, "kind")
     batch_mode = _enum(DatasetMode, mode, "mode")
-    batch_id = batch or new_batch_id()
+    now = clock or (lambda: datetime.now(UTC))
+    batch_id = batch or new_batch_id(now())
     if not _BATCH_ID.match(batch_id):
         raise InvalidValue(f"batch id {batch_id!r} is not allowed: use letters, digits, '.', '_' or '-' "
                            "(at most 128, no '/'), e.g. 20261127T102300Z")
@@ -110,6 +121,9 @@ def upload_batch(
     names = [prefix + p.relative_to(root).as_posix() for p in paths]
     store = BlobStore(StorageAccount(settings.storage_connection), settings.landing_container)
     store.ensure_container()
+    marker = {"kind": str(batch_kind), "mode": str(batch_mode), "batch": batch_id,
+              "started": now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+    store.upload_bytes(prefix + UPLOAD_MARKER, json.dumps(marker).encode(), content_type="application/json")
     try:
         infos = store.upload_many(list(zip(names, paths, strict=True)), max_workers=max_workers, progress=progress)
     except (ManyModelsError, AzureError, OSError) as e:
@@ -125,7 +139,7 @@ def upload_batch(
                               "the upload was damaged, upload the batch again")
         files.append(ManifestFile(name=path.relative_to(root).as_posix(), size=info.size, md5=md5))
     manifest = Manifest(kind=batch_kind, mode=batch_mode, batch=batch_id, files=tuple(files),
-                        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                        created=now().strftime("%Y-%m-%dT%H:%M:%SZ"))
     store.upload_bytes(prefix + MANIFEST_NAME, manifest.to_json().encode(), content_type="application/json")
     return UploadResult(container=settings.landing_container, kind=batch_kind, mode=batch_mode, batch=batch_id,
                         prefix=prefix, files=tuple(files), manifest=prefix + MANIFEST_NAME)

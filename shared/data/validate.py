@@ -33,6 +33,8 @@ PARALLEL_FROM = 400  # below this many files a process pool costs more than it s
 _SHOWN = 3  # examples quoted per finding
 _INFERENCE_WORDS = {"inference", "test", "scoring"}
 _DOC_EXTENSIONS = (".md", ".txt", ".rst")
+# Azure ML's model-name rule (scoring/model_names.py): ids whose plain name breaks it get a hashed name.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
 
 class Severity(StrEnum):
@@ -239,6 +241,7 @@ class _FileChecker:
             return FileCheck(tuple(self.findings), 0, self.table.rows)  # cannot tell series or weeks apart
         for column in s.id_columns:
             self._no_empty(column)
+        self._encoded_ids()
         for column in (s.target_column, *s.feature_columns(columns)):
             if column in columns:
                 self._numbers(column)
@@ -262,6 +265,28 @@ class _FileChecker:
         if empty:
             self.error(column, f"{len(empty)} empty value(s) ({self._rows(empty)}); every row needs its "
                                f"{column} to tell which series it belongs to")
+
+    def _encoded_ids(self) -> None:
+        """Warn about series whose id values cannot be a model name as they are (scoring/model_names.py
+        then names the model with a readable slug plus a hash: it trains, but the name is not the ids)."""
+        s = self.schema
+        columns = [self.table.columns[c] for c in s.id_columns]
+        order = sorted(range(len(s.id_columns)), key=lambda j: s.id_columns[j])  # names sort ids by column
+        encoded: dict[tuple[str, ...], None] = {}
+        for values in zip(*columns, strict=True):
+            if any(_is_empty(v) for v in values):
+                continue  # an error already
+            texts = tuple(str(v) for v in values)
+            if not _MODEL_NAME.fullmatch(f"{s.model_type}_{'_'.join(texts[j] for j in order)}"):
+                encoded[texts] = None
+        if encoded:
+            shown = ", ".join(repr(self.schema.series_id(k)) for k in list(encoded)[:_SHOWN])
+            more = f" and {len(encoded) - _SHOWN} more" if len(encoded) > _SHOWN else ""
+            self.warning(", ".join(s.id_columns),
+                         f"{len(encoded)} series have id values that are not allowed in a model name as they are "
+                         f"({shown}{more}): a model name allows letters, digits, '.', '_' and '-' (255 at most), "
+                         "so their models are named with a readable form of the ids plus a hash; requests still "
+                         "use the raw id values")
 
     def _numbers(self, column: str) -> None:
         values = self.table.columns[column]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.eventgrid import SystemEventNames
 from azure.storage.blob import BlobServiceClient
 
 from shared.devhost.bindings import event_time
@@ -27,7 +28,7 @@ log = logging.getLogger("manymodels.devhost.blobevents")
 
 TOPIC = "storage"
 IDLE_FACTOR = 2
-BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+BLOB_CREATED = SystemEventNames.StorageBlobCreatedEventName.value  # .value: a plain str in JSON and logs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen_blobs (

@@ -159,9 +159,12 @@ class LocalEventGrid:
     """Topics → subscriptions → a delivery callable (the host invokes the function in-process)."""
 
     def __init__(self, home: Path, subscriptions: Sequence[Subscription], deliver: Deliver, *,
-                 policy: DeliveryPolicy | None = None, store: GridStore | None = None) -> None:
+                 policy: DeliveryPolicy | None = None, store: GridStore | None = None,
+                 more_subscriptions: Callable[[], Sequence[Subscription]] | None = None) -> None:
         self.home = home
         self.subscriptions = {s.name: s for s in subscriptions}
+        # subscriptions added while the host runs (custom topics' webhooks, shared/devhost/topics.py)
+        self._more = more_subscriptions or (lambda: ())
         self.policy = policy or DeliveryPolicy()
         self.store = store or GridStore(home / "eventgrid" / "grid.db")
         self._deliver = deliver
@@ -178,14 +181,20 @@ class LocalEventGrid:
     # ----------------------------------------------------------------- publishing
 
     def topics(self) -> set[str]:
+        """The topics of the fixed subscriptions (infra/eventgrid/subscriptions.json)."""
         return {s.topic for s in self.subscriptions.values()}
+
+    def all_subscriptions(self) -> dict[str, Subscription]:
+        """The fixed subscriptions and those added since the host started, by name."""
+        return {**{s.name: s for s in self._more()}, **self.subscriptions}
 
     def enqueue(self, db: sqlite3.Connection, topic: str, events: Sequence[Mapping[str, Any]]) -> int:
         """Queue deliveries for ``events`` inside the caller's transaction; returns how many."""
         now = time.time()
         copies = 2 if self.policy.duplicate else 1
+        subs = [s for s in self.all_subscriptions().values() if s.topic == topic]
         rows = [(s.name, json.dumps(e), now, now)
-                for e in events for s in self.subscriptions.values() if s.topic == topic and s.matches(e)
+                for e in events for s in subs if s.matches(e)
                 for _ in range(copies)]
         db.executemany("INSERT INTO deliveries (subscription, event, published, due) VALUES (?, ?, ?, ?)", rows)
         return len(rows)
@@ -262,8 +271,8 @@ class LocalEventGrid:
 
     def _attempt_once(self, delivery_id: int, sub_name: str, raw: str, published: float, attempts: int) -> None:
         event = json.loads(raw)
-        sub = self.subscriptions.get(sub_name)
-        if sub is None:  # the subscription was removed from the file: nothing to deliver to
+        sub = self.all_subscriptions().get(sub_name)
+        if sub is None:  # the subscription was removed: nothing to deliver to
             self._finish(delivery_id)
             return
         max_attempts = min(sub.max_delivery_attempts, self.policy.max_attempts)

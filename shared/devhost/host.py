@@ -1,7 +1,8 @@
 """The local host: one process running ``function_app.py`` with every trigger it declares.
 
 ``LocalHost(settings, options).start()`` imports the app, indexes its functions once, then starts
-the HTTP server, the local Event Grid (fed by blob polling and the workspace outbox), and a
+the HTTP server, the local Event Grid (fed by blob polling, the workspace outbox and publishes to
+custom topics on ``/topics/<topic>/api/events``, shared/devhost/topics.py), and a
 listener per queue and timer function. ``stop()`` stops them in the reverse order, letting running
 invocations finish; anything not delivered yet stays queued in ``<home>/eventgrid`` for the next host.
 """
@@ -36,6 +37,8 @@ from shared.devhost.outboxes import OutboxPump
 from shared.devhost.queues import QueueListener
 from shared.devhost.server import HostServer
 from shared.devhost.timers import Schedule, TimerListener
+from shared.devhost.topics import PublishEndpoint, TopicSubscriptions, deliver_webhook
+from shared.devhost.topics import summary as topics_summary
 from shared.errors import InvalidValue
 from shared.settings import Settings
 from shared.storage.account import StorageAccount
@@ -72,9 +75,11 @@ class LocalHost:
         self.subscriptions = subs.load(self.options.subscriptions_path, landing_container=settings.landing_container)
         self._check_subscriptions()
         self.account = StorageAccount(settings.storage_connection)
-        self.grid = LocalEventGrid(self.home, self.subscriptions, self._deliver, policy=self.options.delivery)
+        self.grid = LocalEventGrid(self.home, self.subscriptions, self._deliver, policy=self.options.delivery,
+                                   more_subscriptions=TopicSubscriptions(self.home))
         self.server = HostServer(tuple(s for s in self.functions.values() if s.name not in self.disabled), self.keys,
-                                 port=self.options.port, route_prefix=self.config.route_prefix, status=self.status)
+                                 port=self.options.port, route_prefix=self.config.route_prefix, status=self.status,
+                                 publish=PublishEndpoint(self.home, self.grid).handle)
         self._parts: list[Any] = []
 
     @property
@@ -123,6 +128,7 @@ class LocalHost:
             "functions": [{"name": s.name, "trigger": str(s.kind), "disabled": s.name in self.disabled}
                           for s in self.functions.values()],
             "eventgrid": eventgrid_summary(self.home),
+            "topics": topics_summary(self.home),
         }
 
     # ------------------------------------------------------------------ triggers
@@ -162,6 +168,8 @@ class LocalHost:
         return invoke(spec, value)
 
     def _deliver(self, sub: subs.Subscription, event: dict, attempt: int, max_attempts: int) -> DeliveryResult:
+        if sub.webhook_url:  # a custom topic's subscriber
+            return deliver_webhook(sub, event, attempt, max_attempts)
         spec = self.functions.get(sub.function)
         if spec is None or spec.kind is not TriggerKind.EVENT_GRID or spec.name in self.disabled:
             return DeliveryResult(404, f"no enabled Event Grid function named {sub.function!r}")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from shared.errors import Conflict, OperationTimeout, Unavailable
-from shared.processes import pid_alive, port_open
+from shared.processes import pid_alive, port_open, start_ticks
 from shared.settings import Settings
 from shared.storage import azurite
 
@@ -42,6 +42,7 @@ class HostState:
     app: str
     started: float
     azurite_started: bool = False
+    start_ticks: int = 0  # /proc/<pid>/stat start time (0: unknown): a later process reusing the pid is not the host
 
 
 def state_file(home: Path) -> Path:
@@ -59,7 +60,7 @@ def running(home: Path) -> HostState | None:
         state = HostState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if pid_alive(state.pid):
+    if pid_alive(state.pid) and not (state.start_ticks and start_ticks(state.pid) != state.start_ticks):
         return state
     path.unlink(missing_ok=True)
     return None
@@ -108,7 +109,7 @@ def serve(settings: Settings, options: HostOptions, *, on_ready: Callable[[Local
         host = LocalHost(settings, options)
         host.start()
         _write_state(settings.home, HostState(os.getpid(), host.url, str(options.app_path), time.time(),
-                                              started_azurite))
+                                              started_azurite, start_ticks(os.getpid())))
         threading.Thread(target=restart_services, args=(settings,), name="restart-services", daemon=True).start()
         if on_ready:
             on_ready(host)

@@ -1,7 +1,8 @@
 """Event Grid subscriptions, read from ``infra/eventgrid/subscriptions.json`` (the file Bicep deploys).
 
 A subscription filters a topic's events by type and subject (case-insensitive, like Event Grid's
-default) and names the function it delivers to. The landing container in a ``subjectBeginsWith``
+default) and names the function it delivers to. Custom topics (shared/devhost/topics.py) add webhook
+subscriptions of the same type at run time. The landing container in a ``subjectBeginsWith``
 follows ``LANDING_CONTAINER``, as the Bicep deployment parameterises it.
 """
 
@@ -40,6 +41,12 @@ class Subscription:
     ttl_minutes: int = 1440
     case_sensitive: bool = False
     delivery_schema: DeliverySchema = DeliverySchema.EVENT_GRID
+    # set for a custom topic's webhook subscription (shared/devhost/topics.py); ``function`` is then ""
+    webhook_url: str = ""
+
+    def __repr__(self) -> str:  # a webhook URL may carry a secret in its query: never printed
+        target = "webhook" if self.webhook_url else f"function={self.function!r}"
+        return f"Subscription(name={self.name!r}, topic={self.topic!r}, {target})"
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         event_type = str(event.get("eventType") or event.get("type") or "")

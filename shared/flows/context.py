@@ -18,7 +18,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ServiceRequestError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from shared import events
+from shared import events, fields
 from shared.errors import InvalidValue, Unavailable
 from shared.ledger import Ledger
 from shared.settings import Settings, get_settings
@@ -126,17 +126,9 @@ def reset_context() -> None:
 
 
 def json_object(body: bytes | str | None) -> dict[str, Any]:
-    """A request body as a JSON object; empty means ``{}``. InvalidValue says what is wrong."""
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (body or "")
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise InvalidValue(f"request body is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    if not isinstance(value, dict):
-        raise InvalidValue(f"request body must be a JSON object, got {type(value).__name__}")
-    return value
+    """A request body as a JSON object; empty means ``{}``. InvalidValue says what is wrong
+    (the decoding rules, shared with the Event Grid webhook, are in shared/fields.py)."""
+    return fields.json_object(body)
 
 
 def known_fields(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -145,13 +137,12 @@ def known_fields(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
         raise InvalidValue(f"unknown field {unknown[0]!r}; allowed fields: {', '.join(allowed)}")
 
 
-def optional_int(body: Mapping[str, Any], name: str, *, minimum: int = 1) -> int | None:
+def optional_int(body: Mapping[str, Any], name: str, *, minimum: int = 1,
+                 maximum: int = fields.INT32_MAX) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidValue(f"field '{name}' must be a whole number >= {minimum}, got {value!r}")
-    return value
+    return fields.whole_number(value, field=name, minimum=minimum, maximum=maximum)
 
 
 def optional_bool(body: Mapping[str, Any], name: str) -> bool:
@@ -173,6 +164,14 @@ def optional_choice(body: Mapping[str, Any], name: str, choices: tuple[str, ...]
 # --------------------------------------------------------------------------- events
 
 
+class Deferred(str):
+    """A handler's outcome when the event came too early to act on (e.g. a RunCompleted while the
+    workspace still reads the run as running): the event is acknowledged but not remembered as
+    handled, so a redelivery of it is acted on."""
+
+    __slots__ = ()
+
+
 def handle_event(ctx: Context, payload: Mapping[str, Any], handlers: Mapping[type, Callable[[Context, Any], str]],
                  *, function: str, forget: tuple[type, ...] = ()) -> str:
     """Parse one event and run its handler once; returns the outcome (also logged).
@@ -181,7 +180,8 @@ def handle_event(ctx: Context, payload: Mapping[str, Any], handlers: Mapping[typ
     log line saying why (a retry could never succeed). A replay of an event already handled is
     skipped early, except for the types in ``forget``: their handlers' writes are idempotent
     anyway and they come by the thousand, so they save the two ledger calls. Anything else a
-    handler raises propagates, so Event Grid delivers the event again.
+    handler raises propagates, so Event Grid delivers the event again. A :class:`Deferred` outcome
+    is not remembered either.
     """
     try:
         event = events.parse(payload)
@@ -202,7 +202,7 @@ def handle_event(ctx: Context, payload: Mapping[str, Any], handlers: Mapping[typ
         log.info("%s: event %s already handled; replay skipped", function, event.id)
         return "duplicate"
     outcome = handler(ctx, event)
-    if remember:
+    if remember and not isinstance(outcome, Deferred):
         ctx.ledger.mark_processed(event.id, event_type=type(event).__name__, outcome=outcome)
     log.info("%s: event %s (%s %s): %s", function, event.id, type(event).__name__, event.subject, outcome)
     return outcome

@@ -10,7 +10,8 @@ The rollout is three steps, each safe to repeat (F's queue-based rollout runs th
 3. :func:`finish` - register the new deployment-state model (``deployed_models_info``: model ->
    version, group, webservice, endpoint; tag ``ModelType=_meta_``; no keys) and create or update
    the router with it. Service keys are read with ``services.get_keys`` and given only to the
-   router's environment (``MANYMODELS_SERVICE_KEYS``).
+   router's deployment (``MANYMODELS_SERVICE_KEYS``); the Azure ML adapter moves them into the
+   workspace's Key Vault before anything is stored (shared/workspace/aml/services.py).
 
 Run ``delete`` groups after :func:`finish` (as :func:`deploy` does) so the router never points
 at a service that is already gone.
@@ -54,11 +55,12 @@ from shared.workspace.base import (
     ServiceState,
     Workspace,
 )
+from shared.workspace.newest import newest_models
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "deployed_models_info.json"
-KEYS_ENV = "MANYMODELS_SERVICE_KEYS"  # the router's {service: key}; only ever in its environment
+KEYS_ENV = "MANYMODELS_SERVICE_KEYS"  # the router's {service: key}; never stored (Key Vault on Azure ML)
 TARGET_TAG = "DeploymentTarget"
 PARALLEL_GROUPS = 4  # group deployments in flight at once (each one mostly waits)
 
@@ -132,9 +134,14 @@ def _check_backend(settings: Settings, target: str) -> None:
 
 
 def registered_models(workspace: Workspace, settings: Settings, target: str) -> list[ModelRecord]:
-    """The latest version of every deployable model (no ``_meta_`` / deployment-state models)."""
+    """The newest-data version of every deployable model (no ``_meta_`` / deployment-state models).
+
+    Not the highest version: a run that finished late may have registered older data's models
+    last (shared/workspace/newest.py).
+    """
     excluded = _state_model_names(settings)
-    return [m for m in workspace.models.list(latest=True) if m.name not in excluded and not is_meta(m.tags)]
+    every = [m for m in workspace.models.list(latest=False) if m.name not in excluded and not is_meta(m.tags)]
+    return newest_models(every, workspace.runs)
 
 
 def _latest_state_record(workspace: Workspace, target: DeploymentTarget) -> ModelRecord | None:

@@ -11,31 +11,36 @@ The files of a closed batch are what storage holds in its folder when it closes 
 the truth, events can be late): every blob, or only the manifest's ``files`` when it lists them,
 each checked against the manifest's size and MD5. A bad or missing file is recorded as a
 problem of the batch and left out; the good files still make the dataset version.
+
+A batch whose folder holds ``_upload.json`` (written first by ``manymodels data upload``) has a
+manifest coming: the quiet timer leaves it open until the manifest lands (a slow upload is not
+closed as a full batch, which would drop every file a partial batch does not replace), and fails
+it with the reason after :data:`UPLOAD_ABANDONED_SECONDS` without one.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.data.manifest import MANIFEST_NAME, BatchKind, Manifest
-from shared.errors import ErrorCode, InvalidValue, ManyModelsError, NotFound
+from shared.data.manifest import MANIFEST_NAME, UPLOAD_MARKER, BatchKind, Manifest
+from shared.errors import InvalidValue, ManyModelsError, NotFound
 from shared.events import BlobCreated
 from shared.flows.context import Context, handle_event
-from shared.ledger import Batch, BatchFile, BatchState, RunEntry, RunState, age_seconds, utcnow
+from shared.ledger import Batch, BatchFile, BatchState, RunEntry, RunState, age_seconds, encode_key, utcnow
 from shared.storage.blobs import BlobInfo, BlobStore
 from shared.workspace.base import DatasetFile, DatasetMode, DatasetVersion, PipelineKind, Run
 
 log = logging.getLogger(__name__)
 
 CLOSING_LEASE_SECONDS = 300.0  # a closer silent this long crashed: another one takes over
+UPLOAD_ABANDONED_SECONDS = 24 * 3600.0  # an upload marker this old without a manifest: the upload died
 DATASET_NAMES = {BatchKind.TRAIN: "train", BatchKind.INFERENCE: "inference"}
 BATCH_TAG = "manymodels_batch"
-# Errors that more attempts cannot fix: the batch fails with the reason.
-_PERMANENT = {ErrorCode.INVALID_VALUE, ErrorCode.BAD_DATA, ErrorCode.NOT_FOUND, ErrorCode.ALREADY_EXISTS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,11 @@ def landing_path(container: str, blob: str, *, landing_container: str) -> Landin
     if len(parts) < 3 or parts[0] not in {str(k) for k in BatchKind}:
         raise InvalidValue(f"blob {blob!r} is outside the landing layout: expected "
                            "train/<batch>/<file> or inference/<batch>/<file>")
+    for what, key in (("batch name", "batchfile:" + encode_key(f"{parts[0]}/{parts[1]}")),
+                      ("file name", encode_key("/".join(parts[2:])))):
+        if len(key.encode("utf-16-le")) > 1024:  # the ledger keys batches and files by them: 1 KiB at most
+            raise InvalidValue(f"blob {blob[:60]!r}... ({len(blob)} characters): its {what} is too long for a "
+                               "ledger key (1 KiB in UTF-16 after percent-encoding / \\ # ? %): use shorter names")
     return LandingPath(BatchKind(parts[0]), parts[1], "/".join(parts[2:]))
 
 
@@ -142,26 +152,30 @@ _DATASET_FILES: dict[tuple[str, str, int], frozenset[tuple[str, str]]] = {}
 # --------------------------------------------------------------------------- closing
 
 
-def close_quiet_batches(ctx: Context) -> list[Batch]:
+def close_quiet_batches(ctx: Context, *, now: dt.datetime | None = None) -> list[Batch]:
     """``close_quiet_batches``: close open batches with no blob for ``DATA_QUIET_SECONDS``, and
-    take over closings whose closer went silent. One bad batch never stops the others."""
+    take over closings whose closer went silent. One bad batch never stops the others.
+
+    ``now`` is the current UTC time (tests pass a later one instead of sleeping).
+    """
     quiet = ctx.settings.data_quiet_seconds
-    due = [b for b in ctx.ledger.list_batches(state=BatchState.OPEN) if age_seconds(b.last_blob) >= quiet]
+    due = [b for b in ctx.ledger.list_batches(state=BatchState.OPEN) if age_seconds(b.last_blob, now=now) >= quiet]
     due += [b for b in ctx.ledger.list_batches(state=BatchState.CLOSING)
-            if age_seconds(b.closing_since) >= CLOSING_LEASE_SECONDS]
+            if age_seconds(b.closing_since, now=now) >= CLOSING_LEASE_SECONDS]
     closed = []
     for batch in due:
         try:
-            result = close_batch(ctx, BatchKind(batch.kind), batch.batch, manifest=False)
+            result = close_batch(ctx, BatchKind(batch.kind), batch.batch, manifest=False, now=now)
         except Exception:
             log.exception("closing batch %s failed; the next run of the timer tries again", batch.key)
             continue
-        if result is not None:
+        if result is not None and result.state != BatchState.OPEN:  # open: its manifest is still coming
             closed.append(result)
     return closed
 
 
-def close_batch(ctx: Context, kind: BatchKind, batch: str, *, manifest: bool) -> Batch | None:
+def close_batch(ctx: Context, kind: BatchKind, batch: str, *, manifest: bool, now: dt.datetime | None = None
+                ) -> Batch | None:
     """Close one batch: dataset version + run, exactly once. Returns the batch as it is now.
 
     Raises what storage or the workspace raised when it may pass (the claim then goes stale and
@@ -175,24 +189,31 @@ def close_batch(ctx: Context, kind: BatchKind, batch: str, *, manifest: bool) ->
         if current is not None and current.state == BatchState.FAILED:
             log.warning("batch %s failed earlier (%s): upload the fixed files as a new batch", current.key,
                         current.reason)
+        elif manifest and current is not None and current.state == BatchState.CLOSED and not current.manifest:
+            log.error("batch %s: %s arrived after the batch was closed without it (quiet for DATA_QUIET_SECONDS); "
+                      "dataset %s v%s holds the files as a full batch: upload them again as a new batch with "
+                      "`manymodels data upload`, which waits for its manifest", current.key, MANIFEST_NAME,
+                      current.dataset_name, current.dataset_version)
         else:
             log.info("batch %s/%s is %s: nothing to close", kind, batch, current.state if current else "unknown")
         return current
     try:
-        return _close(ctx, claimed, token)
+        return _close(ctx, claimed, token, now=now)
     except ManyModelsError as e:
-        if e.code not in _PERMANENT:
+        if e.retryable:  # shared/errors.py decides, for every flow
             raise
         log.error("batch %s failed: %s", claimed.key, e.message)
         return ctx.ledger.update_batch(claimed.kind, claimed.batch, token=token, state=BatchState.FAILED,
                                        reason=e.message, closed=utcnow())
 
 
-def _close(ctx: Context, batch: Batch, token: str) -> Batch:
+def _close(ctx: Context, batch: Batch, token: str, *, now: dt.datetime | None = None) -> Batch:
     kind = BatchKind(batch.kind)
     store = BlobStore(ctx.storage, ctx.settings.landing_container)
     prefix = f"{kind}/{batch.batch}/"
     blobs = {b.name[len(prefix):]: b for b in store.list(prefix)}
+    if MANIFEST_NAME not in blobs and UPLOAD_MARKER in blobs and batch.dataset_version is None:
+        return _await_manifest(ctx, batch, token, blobs[UPLOAD_MARKER], now=now)
     manifest = _read_manifest(store, prefix, blobs, kind)
     files, problems = select_files(blobs, manifest, prefix=prefix)
     for problem in problems:
@@ -216,6 +237,19 @@ def _close(ctx: Context, batch: Batch, token: str) -> Batch:
     return closed
 
 
+def _await_manifest(ctx: Context, batch: Batch, token: str, marker: BlobInfo, *, now: dt.datetime | None
+                    ) -> Batch:
+    """A batch whose upload said a manifest follows: back to ``open`` until it lands (its arrival
+    closes the batch), or failed once the upload is clearly dead."""
+    started = age_seconds(marker.last_modified, now=now)
+    if started < UPLOAD_ABANDONED_SECONDS:
+        log.info("batch %s is quiet but its upload has not written %s yet: left open", batch.key, MANIFEST_NAME)
+        return ctx.ledger.update_batch(batch.kind, batch.batch, token=token, state=BatchState.OPEN)
+    raise InvalidValue(f"batch {batch.key}: its upload started {marker.last_modified} ({UPLOAD_MARKER}) but never "
+                       f"wrote {MANIFEST_NAME}; run `manymodels data upload <folder> --kind {batch.kind}` again "
+                       "as a new batch")
+
+
 def _read_manifest(store: BlobStore, prefix: str, blobs: Mapping[str, BlobInfo], kind: BatchKind) -> Manifest | None:
     if MANIFEST_NAME not in blobs:
         return None
@@ -230,7 +264,7 @@ def select_files(blobs: Mapping[str, BlobInfo], manifest: Manifest | None, *, pr
                  ) -> tuple[list[DatasetFile], list[str]]:
     """The batch's dataset files (name relative to the batch folder), and a problem per bad file."""
     problems: list[str] = []
-    candidates = {n: b for n, b in blobs.items() if n != MANIFEST_NAME}
+    candidates = {n: b for n, b in blobs.items() if n not in (MANIFEST_NAME, UPLOAD_MARKER)}
     if manifest is not None and manifest.files is not None:
         listed = {f.name: f for f in manifest.files}
         for name in sorted(set(candidates) - set(listed)):

@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import ErrorCode, InvalidValue, ManyModelsError
-from shared.flows import deploy
+from shared import product_events
+from shared.errors import InvalidValue, ManyModelsError
+from shared.flows import deploy, outbox
 from shared.flows.context import Context, json_object, known_fields, optional_bool, optional_choice
 from shared.grouping import DeploymentPlan, GroupAction, PlannedGroup, PlannedModel
 from shared.ledger import GroupTask, Plan, PlanState, TaskState, age_seconds, utcnow
@@ -36,7 +37,6 @@ MAX_ATTEMPTS = 5  # the Functions host moves a message to the poison queue after
 TASK_STUCK_SECONDS = 900.0  # a pending task not done this long after its message is enqueued again
 TARGET_LEASE_SECONDS = 3600.0  # an active plan without progress this long no longer blocks its target
 _WORK = (GroupAction.NEW, GroupAction.UPDATE)
-_PERMANENT = {ErrorCode.INVALID_VALUE, ErrorCode.BAD_DATA, ErrorCode.NOT_FOUND}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ def start_rollout(ctx: Context, target: str, *, plan_id: str, run_id: str = "", 
     try:
         the_plan = deploy.plan(ctx.workspace, ctx.settings, target, reset=reset, update=update)
     except ManyModelsError as e:
-        if not (record_refusal and e.code in _PERMANENT):
+        if not (record_refusal and not e.retryable):
             _end_turn(ctx, target, plan_id, start_next=False)
             raise
         ctx.ledger.create_plan(Plan(plan_id, target, PlanState.FAILED, created=utcnow(), run_id=run_id,
@@ -207,7 +207,7 @@ def deploy_group(ctx: Context, message: GroupMessage, *, dequeue_count: int = 1)
 
 def _group_failed(ctx: Context, plan: Plan, task: GroupTask, error: Exception, *, dequeue_count: int) -> str:
     message = error.message if isinstance(error, ManyModelsError) else f"{type(error).__name__}: {error}"
-    permanent = isinstance(error, ManyModelsError) and error.code in _PERMANENT
+    permanent = isinstance(error, ManyModelsError) and not error.retryable  # shared/errors.py decides
     if not permanent and dequeue_count < MAX_ATTEMPTS:
         ctx.ledger.update_task(plan.plan_id, task.group, attempts=task.attempts + 1, error=message[:4000])
         log.warning("plan %s: group %s failed (attempt %d of %d), retried: %s", plan.plan_id, task.group,
@@ -254,10 +254,28 @@ def maybe_finish(ctx: Context, plan_id: str) -> bool:
         ctx.ledger.update_plan(plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
         raise
     _delete_emptied(ctx, plan, tasks)
+    try:  # before DONE: a crash in between must not lose the event
+        _record_completed(ctx, plan, tasks)
+    except Exception:
+        ctx.ledger.update_plan(plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
+        raise
     ctx.ledger.update_plan(plan_id, expect=[PlanState.FINISHING], state=PlanState.DONE)
     log.info("plan %s on %s done: router updated", plan_id, plan.target)
     _end_turn(ctx, plan.target, plan_id)
+    outbox.drain_after(ctx, f"plan {plan_id}")
     return True
+
+
+def _record_completed(ctx: Context, plan: Plan, tasks: list[GroupTask]) -> None:
+    if not outbox.enabled(ctx.settings):
+        return
+    changed = [{"group": t.group, "service": t.service, "action": t.action, "models": len(t.models)}
+               for t in tasks if GroupAction(t.action) != GroupAction.UNCHANGED]
+    served = sum(len(t.models) for t in tasks if GroupAction(t.action) != GroupAction.DELETE)
+    endpoint = deploy.router_endpoint(ctx.workspace, ctx.settings, plan.target)  # the URI only, never keys
+    outbox.record(ctx, product_events.deployment_completed(
+        namespace=ctx.settings.namespace, plan_id=plan.plan_id, target=plan.target, run_id=plan.run_id,
+        groups=changed, models=served, router_endpoint=endpoint))
 
 
 def _delete_emptied(ctx: Context, plan: Plan, tasks: list[GroupTask]) -> None:

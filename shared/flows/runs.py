@@ -6,6 +6,13 @@ submission time, outputs, error). Runs of other experiments, and step runs of a 
 ignored with a log line. Each run is acted on once: the ledger's ``submitted -> final`` transition
 has one winner, and rollouts are idempotent per (target, run).
 
+Early delivery: Event Grid may deliver ``RunCompleted`` while the workspace still reads the run
+as running (Azure ML's ``Finalizing`` maps to running, shared/workspace/aml/runs.py), before every
+model is registered. A run event is therefore checked against the run's own status: for an
+unfinished run it only records the run as submitted and returns a
+:class:`~shared.flows.context.Deferred` outcome (the event is not remembered as handled), so a
+later event or :func:`reconcile` acts on the completion with every model there.
+
 Out-of-order delivery: a training run submitted *before* a run that was already rolled out to a
 target is not rolled out there (its models would replace newer ones), see
 :meth:`shared.ledger.Ledger.supersedes`.
@@ -20,10 +27,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from shared import product_events
 from shared.errors import NotFound
 from shared.events import ModelDeployed, ModelRegistered, RunCompleted, RunStatusChanged
-from shared.flows import rollout
-from shared.flows.context import Context, handle_event
+from shared.flows import outbox, rollout
+from shared.flows.context import Context, Deferred, handle_event
 from shared.ledger import RunEntry, RunState, age_seconds
 from shared.workspace.base import PipelineKind, Run, RunStatus
 
@@ -44,7 +52,7 @@ def on_run_completed(ctx: Context, event: RunCompleted) -> str:
     run = _our_run(ctx, event.run_id, event.experiment_name, event.run_type, event.run_tags)
     if run is None:
         return "ignored: not a manymodels pipeline run"
-    return run_completed(ctx, run)
+    return _act_on_status(ctx, run, claimed="completed")
 
 
 def on_run_status_changed(ctx: Context, event: RunStatusChanged) -> str:
@@ -58,7 +66,21 @@ def on_run_status_changed(ctx: Context, event: RunStatusChanged) -> str:
     if run is None:
         return "ignored: not a manymodels pipeline run"
     reason = run.error or str(event.run_properties.get("error") or "") or f"the run ended {event.run_status}"
-    return run_failed(ctx, run, _FAILED[event.run_status], reason)
+    return _act_on_status(ctx, run, claimed=event.run_status, reason=reason)
+
+
+def _act_on_status(ctx: Context, run: Run, *, claimed: str, reason: str = "") -> str:
+    """Act on what the workspace says the run is, not on what the event claims."""
+    if run.status == RunStatus.COMPLETED:
+        return run_completed(ctx, run)
+    if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
+        why = run.error or reason or f"the run ended {run.status}"
+        return run_failed(ctx, run, RunState(str(run.status)), why)
+    # Not final yet: remember the run so reconcile polls it, and act on a later event.
+    ctx.ledger.record_run(_entry(run))
+    log.info("%s event for run %s, which the workspace still reads as %s: left to a later event or reconcile",
+             claimed, run.run_id, run.status)
+    return Deferred(f"deferred: the event says {claimed} but run {run.run_id} is still {run.status}")
 
 
 def on_model_event(ctx: Context, event: ModelRegistered | ModelDeployed) -> str:
@@ -97,11 +119,18 @@ def run_completed(ctx: Context, run: Run) -> str:
     """Act on a completed run (event or poll)."""
     if run.kind == PipelineKind.FORECASTING:
         predictions = str(run.outputs.get("predictions", ""))
+        if predictions:  # the outbox row first: a crash before finish_run must not lose the event
+            outbox.record(ctx, _forecasts_ready(ctx, run, predictions))
         _, changed = ctx.ledger.finish_run(_entry(run), state=RunState.COMPLETED, predictions=predictions,
                                            ended=run.ended or "")
         if changed:
             log.info("forecasting run %s completed: predictions at %s", run.run_id, predictions or "(none)")
+        outbox.drain_after(ctx, f"run {run.run_id}")
         return f"forecasting run completed: {predictions or 'no predictions output'}"
+    outbox.record(ctx, product_events.training_finished(
+        namespace=ctx.settings.namespace, run_id=run.run_id, dataset_name=run.dataset_name,
+        dataset_version=run.dataset_version, counts=run.counts, ended=run.ended,
+        failures=[{"file": f.file, "series": f.series, "reason": f.reason} for f in run.failures]))
     ctx.ledger.finish_run(_entry(run), state=RunState.COMPLETED, ended=run.ended or "")
     # Rollouts are idempotent per (target, run): a replay after a crash restarts what is missing.
     started = []
@@ -115,14 +144,41 @@ def run_completed(ctx: Context, run: Run) -> str:
         result = rollout.start_rollout(ctx, target, plan_id=f"{target}-{run.run_id}", run_id=run.run_id,
                                        source="run")
         started.append(f"{target}: {result.state}")
+    outbox.drain_after(ctx, f"run {run.run_id}")
     return "training run completed; rollouts: " + (", ".join(started) or "no target enabled")
 
 
 def run_failed(ctx: Context, run: Run, state: RunState, reason: str) -> str:
+    outbox.record(ctx, product_events.run_failed(namespace=ctx.settings.namespace, run_id=run.run_id,
+                                                 kind=str(run.kind), state=str(state), reason=reason,
+                                                 ended=run.ended))
     _, changed = ctx.ledger.finish_run(_entry(run), state=state, reason=reason, ended=run.ended or "")
     if changed:
         log.error("%s run %s %s: %s", run.kind, run.run_id, state, reason)
+    outbox.drain_after(ctx, f"run {run.run_id}")
     return f"run {state}: {reason}"
+
+
+def _forecasts_ready(ctx: Context, run: Run, predictions: str) -> product_events.ProductEvent:
+    """Rows, series and window from the predictions file when it is on this machine (the local
+    runner keeps it, shared/workspace/local/runner_job.py); otherwise rows as the run counted them."""
+    local_file = run.outputs.get("predictions_file", "")
+    summary = None
+    if local_file:
+        try:
+            from shared.data.schema import DatasetSchema
+
+            schema = DatasetSchema.load()
+            ids, ts = schema.id_columns, schema.timestamp_column
+        except Exception:  # no schema here: the window from the first column, no series count
+            ids, ts = (), ""
+        summary = product_events.summarize_predictions(local_file, id_columns=ids, timestamp_column=ts)
+    rows = summary.rows if summary else run.counts.get("predictions", run.counts.get("rows"))
+    return product_events.forecasts_ready(
+        namespace=ctx.settings.namespace, run_id=run.run_id, dataset_name=run.dataset_name,
+        dataset_version=run.dataset_version, predictions=predictions, rows=rows,
+        series=summary.series if summary else run.counts.get("series"),
+        window=summary.window if summary else None, ended=run.ended)
 
 
 # --------------------------------------------------------------------------- reconcile
@@ -140,6 +196,9 @@ def reconcile(ctx: Context, *, poll_after: float | None = None) -> dict[str, int
             run = ctx.workspace.runs.get(entry.run_id)
         except NotFound:
             run_state, reason = RunState.FAILED, "the run no longer exists in the workspace"
+            outbox.record(ctx, product_events.run_failed(namespace=ctx.settings.namespace, run_id=entry.run_id,
+                                                         kind=entry.kind, state=str(run_state), reason=reason,
+                                                         ended=None))
             ctx.ledger.finish_run(entry, state=run_state, reason=reason)
             counts["failed"] += 1
             continue

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from shared.flows import outbox
 from shared.flows.context import Context
 from shared.ledger import records_as_dict
 
@@ -30,7 +31,7 @@ def health(ctx: Context) -> dict[str, Any]:
 
 def collect_status(ctx: Context, *, storage: bool = True) -> dict[str, Any]:
     """Datasets, runs (counts, recent, failures), models, services, router endpoints, and, when
-    storage is reachable, batches and deployments from the ledger."""
+    storage is reachable, batches, deployments and the last retention pass from the ledger."""
     settings = ctx.settings
     out: dict[str, Any] = {"backend": settings.backend, "targets": list(settings.enabled_targets)}
     out["workspace"] = _section(lambda: ctx.workspace.name)
@@ -46,7 +47,17 @@ def collect_status(ctx: Context, *, storage: bool = True) -> dict[str, Any]:
     if reachable:
         out["batches"] = _section(lambda: _batches(ctx))
         out["deployments"] = _section(lambda: _deployments(ctx))
+        out["retention"] = _section(lambda: _retention(ctx))
+    out["events"] = _section(lambda: outbox.status(ctx, ledger=reachable))  # the product's own events
     return out
+
+
+def _retention(ctx: Context) -> dict[str, Any]:
+    """What the last retention pass removed and when (shared/flows/retention.py), and the limits."""
+    s = ctx.settings
+    limits = {"ledger_hours": s.retention_ledger_hours, "model_versions": s.retention_model_versions,
+              "run_days": s.retention_run_days}
+    return {"last": ctx.ledger.last_retention(), "limits": limits}
 
 
 def _local_event_grid(ctx: Context) -> dict[str, Any]:
@@ -86,11 +97,19 @@ def _runs(ctx: Context) -> dict[str, Any]:
         "recent": [{"run_id": r.run_id, "kind": str(r.kind), "status": str(r.status),
                     "dataset": f"{r.dataset_name}:{r.dataset_version}", "submitted": r.submitted,
                     "ended": r.ended, "counts": dict(r.counts), "failed_series": len(r.failures),
+                    "warnings": int(r.counts.get("warnings", 0)), "model_types": _model_types(r.counts),
                     "error": r.error, **({"predictions": r.outputs["predictions"]}
-                                         if "predictions" in r.outputs else {})}
+                                         if "predictions" in r.outputs else {}),
+                    **({"training_method": r.outputs["training_method"]}
+                       if "training_method" in r.outputs else {})}
                    for r in runs[:RECENT]],
         "failures": {"total": len(failures), "first": failures[:RECENT]},
     }
+
+
+def _model_types(counts: dict[str, Any]) -> dict[str, int]:
+    """Series trained per model type (``model_type_<type>`` counts of scoring/train.py's rows)."""
+    return {k.removeprefix("model_type_"): int(v) for k, v in counts.items() if k.startswith("model_type_")}
 
 
 def _models(ctx: Context) -> dict[str, Any]:

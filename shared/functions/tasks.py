@@ -1,4 +1,5 @@
-"""Background work: one deployment group per queue message, and the reconciliation timer."""
+"""Background work: one deployment group per queue message, and the reconciliation timer (which
+also applies retention, at most hourly)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import azure.functions as func
 
 from shared.errors import InvalidValue
-from shared.flows import rollout, runs
+from shared.flows import outbox, retention, rollout, runs
 from shared.flows.context import get_context
 
 bp = func.Blueprint()
@@ -28,4 +29,12 @@ def deploy_group(msg: func.QueueMessage) -> None:
 @bp.function_name("reconcile")
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
 def reconcile(timer: func.TimerRequest) -> None:
-    runs.reconcile(get_context())
+    ctx = get_context()
+    try:
+        runs.reconcile(ctx)
+    finally:  # publish what earlier flows left in the outbox (shared/flows/outbox.py); never raises
+        outbox.after_reconcile(ctx)
+    try:  # at most hourly (shared/flows/retention.py); a failure must not fail the reconcile above
+        retention.apply_if_due(ctx)
+    except Exception:
+        log.exception("retention pass failed; the next reconcile tries again")

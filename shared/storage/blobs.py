@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceRequestError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from shared.errors import InvalidValue, NotFound, Unavailable
+from shared.errors import InvalidValue, NotFound
+from shared.paths import path_inside
 from shared.storage.account import StorageAccount
+from shared.storage.errors import storage_call, storage_error
 
 DEFAULT_WORKERS = 8
 
@@ -41,7 +43,9 @@ def _info(container: str, props) -> BlobInfo:
 
 
 class BlobStore:
-    """One container. Every method raises :class:`Unavailable` when storage cannot be reached."""
+    """One container. Storage errors leave as product errors by their HTTP status
+    (shared/storage/errors.py): :class:`~shared.errors.Unavailable` when storage cannot be reached or
+    throttles, :class:`~shared.errors.PermissionDenied` on a missing role, and so on."""
 
     def __init__(self, account: StorageAccount, container: str) -> None:
         self.container = container
@@ -52,20 +56,21 @@ class BlobStore:
             self._client.create_container()
         except ResourceExistsError:
             pass
-        except ServiceRequestError as e:
-            raise Unavailable(f"storage is not reachable ({e}); is Azurite running? "
-                              "Start it with `manymodels storage start`") from e
         except HttpResponseError as e:
-            raise InvalidValue(f"container {self.container!r} could not be created ({e.reason}): container names "
-                               "are 3-63 lower-case letters, digits and single dashes") from e
+            # only this answer is about the name; 403 (a missing role), 503 (throttling) and the rest
+            # are translated by status, so their retryability is kept
+            if e.status_code == 400 and (e.error_code or "") in ("InvalidResourceName", "OutOfRangeInput", ""):
+                raise InvalidValue(f"container {self.container!r} could not be created ({e.error_code or e.reason}): "
+                                   "container names are 3-63 lower-case letters, digits and single dashes") from e
+            raise storage_error(e, f"create container {self.container!r}") from e
+        except AzureError as e:  # no answer at all (ServiceRequestError) and the like
+            raise storage_error(e, f"create container {self.container!r}") from e
 
     def upload_bytes(self, name: str, data: bytes, *, content_type: str | None = None) -> BlobInfo:
         settings = ContentSettings(content_type=content_type) if content_type else None
         blob = self._client.get_blob_client(name)
-        try:
+        with storage_call(f"upload {self.container}/{name}"):
             result = blob.upload_blob(data, overwrite=True, content_settings=settings)
-        except ServiceRequestError as e:
-            raise Unavailable(f"could not upload {self.container}/{name}: {e}") from e
         # the upload's response already has what a properties call would return: save the round trip
         md5 = result.get("content_md5")
         modified = result.get("last_modified")
@@ -100,11 +105,10 @@ class BlobStore:
 
     def download_bytes(self, name: str) -> bytes:
         try:
-            return self._client.download_blob(name).readall()
-        except ResourceNotFoundError as e:
+            with storage_call(f"download {self.container}/{name}"):
+                return self._client.download_blob(name).readall()
+        except NotFound as e:
             raise NotFound(f"blob {self.container}/{name} does not exist") from e
-        except ServiceRequestError as e:
-            raise Unavailable(f"could not download {self.container}/{name}: {e}") from e
 
     def download_many(
         self, names: Iterable[str], target_dir: str | Path, *, max_workers: int = DEFAULT_WORKERS,
@@ -115,7 +119,7 @@ class BlobStore:
 
         def one(name: str) -> Path:
             rel = name[len(strip_prefix):] if strip_prefix and name.startswith(strip_prefix) else name
-            path = target / rel
+            path = path_inside(target, rel, what=f"blob {self.container}/{name}: local path")  # no ../ escapes
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(self.download_bytes(name))
             return path
@@ -125,23 +129,24 @@ class BlobStore:
 
     def get(self, name: str) -> BlobInfo:
         try:
-            return _info(self.container, self._client.get_blob_client(name).get_blob_properties())
-        except ResourceNotFoundError as e:
+            with storage_call(f"read the properties of {self.container}/{name}"):
+                return _info(self.container, self._client.get_blob_client(name).get_blob_properties())
+        except NotFound as e:
             raise NotFound(f"blob {self.container}/{name} does not exist") from e
 
     def exists(self, name: str) -> bool:
-        return self._client.get_blob_client(name).exists()
+        with storage_call(f"check {self.container}/{name}"):
+            return self._client.get_blob_client(name).exists()
 
     def list(self, prefix: str = "") -> list[BlobInfo]:
         try:
-            return [_info(self.container, p) for p in self._client.list_blobs(name_starts_with=prefix or None)]
-        except ResourceNotFoundError:
+            with storage_call(f"list {self.container}/{prefix}"):
+                return [_info(self.container, p) for p in self._client.list_blobs(name_starts_with=prefix or None)]
+        except NotFound:  # no container yet: nothing in it
             return []
-        except ServiceRequestError as e:
-            raise Unavailable(f"could not list {self.container}/{prefix}: {e}") from e
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(ResourceNotFoundError):
+        with storage_call(f"delete {self.container}/{name}"), contextlib.suppress(ResourceNotFoundError):
             self._client.delete_blob(name)
 
     @property

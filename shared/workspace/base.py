@@ -289,6 +289,16 @@ class RunStore(abc.ABC):
     def wait(self, run_id: str, *, timeout: float) -> Run:
         """Block until the run is final. Raises OperationTimeout."""
 
+    supports_delete: bool = False  # whether :meth:`delete_runs` removes anything on this backend
+
+    def delete_runs(self, run_ids: Sequence[str]) -> list[str]:
+        """Delete finished runs with their files (retention, shared/flows/retention.py); returns the
+        ids deleted. A run that is not final, or no longer exists, is skipped (idempotent).
+
+        Backends that keep run history themselves (Azure ML) do not delete: they raise InvalidValue.
+        """
+        raise InvalidValue(f"{type(self).__name__} does not delete runs: the backend keeps run history itself")
+
 
 class ModelRegistry(abc.ABC):
     @abc.abstractmethod
@@ -304,7 +314,10 @@ class ModelRegistry(abc.ABC):
         name: str | None = None,
     ) -> list[ModelRecord]:
         """Models (only the highest version of each name when ``latest``) whose tags include
-        every ``tags`` item, sorted by name then version."""
+        every ``tags`` item, sorted by name then version.
+
+        The highest version is the last registered, not always the newest data's: choosing what
+        to serve goes through shared/workspace/newest.py."""
 
     @abc.abstractmethod
     def get(self, name: str, version: int | str = "latest") -> ModelRecord:
@@ -313,6 +326,18 @@ class ModelRegistry(abc.ABC):
     @abc.abstractmethod
     def download(self, record: ModelRecord, target_dir: str) -> str:
         """Copy the model's artifact directory to ``target_dir``; returns the local path."""
+
+    supports_delete: bool = False  # whether :meth:`delete_versions` removes anything on this backend
+
+    def delete_versions(self, versions: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Delete model versions (record and artifacts); returns the (name, version) pairs deleted.
+        A version that does not exist is skipped (idempotent); the local registry also skips a
+        name's latest version (it numbers from the highest). Callers decide what may go
+        (shared/flows/retention.py never passes a deployed, planned or latest version).
+
+        Raises InvalidValue on a backend that cannot delete models.
+        """
+        raise InvalidValue(f"{type(self).__name__} does not delete model versions")
 
 
 class ServiceStore(abc.ABC):

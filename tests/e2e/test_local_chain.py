@@ -171,7 +171,9 @@ def test_duplicates_host_kill_and_service_kill_still_end_with_every_series_answe
 
 def _model_of(file_name: str) -> str:
     store, brand = file_name.removesuffix(".csv").removeprefix("Store").split("_", 1)
-    return f"lr_{brand}_{store}"
+    from shared.data.schema import DatasetSchema
+
+    return f"{DatasetSchema.load().model_type}_{brand}_{store}"  # the repo's settings name the models
 
 
 def _group_services(settings: Settings) -> list[Any]:

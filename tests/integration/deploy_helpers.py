@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 REAL_SCRIPT = REPO / "scoring" / "model_webservice.py"
 
 STAND_IN = '''
-import json, os
+import json, os, time
 from pathlib import Path
 from azureml_inference_server_http.api.aml_request import rawhttp
 from azureml_inference_server_http.api.aml_response import AMLResponse
@@ -38,6 +38,7 @@ def init():
     for folder in root.iterdir():
         versions = [int(v.name) for v in folder.iterdir() if v.name.isdigit()]
         MODELS[folder.name] = max(versions)
+    time.sleep(float(os.environ.get("STAND_IN_INIT_SECONDS", "0")))  # a slow init(): many models
     if os.environ.get("STAND_IN_FAIL"):
         raise RuntimeError("asked to fail")
 
@@ -154,3 +155,30 @@ def listening_addresses(port: int) -> set[str]:
             octets = [str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)]
             found.add(".".join(octets))
     return found
+
+
+def service_pids(home: Path) -> dict[int, list[str]]:
+    """Every live scoring service process (masters and workers) of ``home``, found by command line
+    alone (whatever the code under test records): {pid: its arguments}."""
+    found = {}
+    needle = str(Path(home).resolve() / "services").encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if b"manymodels-local-service" in cmdline and needle in cmdline and state != "Z":
+            found[int(entry.name)] = [a.decode() for a in cmdline.split(b"\0") if a]
+    return found
+
+
+def kill_services_of(home: Path) -> None:
+    """Kill (by pid) every service process of ``home`` still running: a test's last resort."""
+    for pid in service_pids(home):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from shared.cli import main
-from shared.data.manifest import MANIFEST_NAME, BatchKind, Manifest
+from shared.data.manifest import MANIFEST_NAME, UPLOAD_MARKER, BatchKind, Manifest
 from shared.data.simulate import write_simulated
 from shared.data.upload import upload_batch
 from shared.errors import BadData, InvalidValue, Unavailable
@@ -58,7 +58,7 @@ def test_upload_writes_every_file_then_the_manifest(storage_settings, landing, s
     assert all(name != prefix + MANIFEST_NAME for kind, names in calls[:-1] if kind == "files" for name in names)
 
     blobs = {b.name: b for b in landing.list(prefix)}
-    assert set(blobs) == {prefix + p.name for p in local} | {prefix + MANIFEST_NAME}
+    assert set(blobs) == {prefix + p.name for p in local} | {prefix + MANIFEST_NAME, prefix + UPLOAD_MARKER}
     for path in local:
         assert blobs[prefix + path.name].md5 == _md5(path)
         assert blobs[prefix + path.name].size == path.stat().st_size
@@ -71,7 +71,7 @@ def test_upload_writes_every_file_then_the_manifest(storage_settings, landing, s
 
 def test_nested_folders_keep_relative_paths_and_partial_mode(storage_settings, landing, sample):
     result = upload_batch(storage_settings, sample, kind=BatchKind.INFERENCE, mode="partial")
-    assert re.fullmatch(r"\d{8}T\d{6}Z", result.batch)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", result.batch)
     names = {b.name for b in landing.list(result.prefix)}
     assert f"inference/{result.batch}/inference/Store1000_dominicks.csv" in names
     assert f"inference/{result.batch}/train/Store1001_minute.maid.csv" in names
@@ -92,7 +92,7 @@ def test_files_with_errors_are_not_uploaded_unless_asked(storage_settings, landi
                  "--skip-validation", "--json"]) == 0
     body = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert body["files"] == 5 and body["manifest"] == "train/forced/_manifest.json" and body["mode"] == "full"
-    assert len(landing.list("train/forced/")) == 6
+    assert len(landing.list("train/forced/")) == 7  # 5 files, the upload marker, the manifest
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [({"kind": "weekly"}, "--kind 'weekly' is not allowed"),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
-from deploy_helpers import kill_group, record, register_trained_models, score
+from deploy_helpers import kill_group, kill_services_of, record, register_trained_models, score, service_pids
 
 from shared.cli import main
 from shared.flows import deploy as flow
@@ -38,6 +40,11 @@ def local(settings, tmp_path) -> Iterator[tuple[LocalWorkspace, object]]:
         ws.services.delete_all()
         ws.close()
         assert not [pid for pid in pids if service_process.is_alive(pid)]
+        deadline = time.monotonic() + 10  # a worker may outlive its master by a moment
+        while (left := service_pids(ws.home)) and time.monotonic() < deadline:  # recorded or not
+            time.sleep(0.1)
+        kill_services_of(ws.home)
+        assert not left, f"service processes left running: {sorted(left)}"
 
 
 def values(answers: list[dict]) -> list[float]:
@@ -108,6 +115,56 @@ def test_killing_one_group_fails_only_its_models(local):
     repaired = flow.deploy(ws, settings, "local")
     assert [(g.group, g.action) for g in repaired.plan.changes] == [("modelgroup-1", GroupAction.UPDATE)]
     assert all("forecast" in a for a in score(result.router.scoring_uri, [record(s) for s in STORES]))
+
+
+def test_a_group_killed_under_load_fails_only_its_records_and_the_router_keeps_answering(local):
+    ws, settings = local
+    result = flow.deploy(ws, settings, "local")
+    group_1 = ws.services.process_info("manymodels-modelgroup-1")
+    records = [record(s) for s in STORES]
+    answers: list[list[dict]] = []
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def caller() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.post(result.router.scoring_uri, json=records, timeout=30)
+                if response.status_code != 200:
+                    problems.append(f"{response.status_code}: {response.text[:200]}")
+                else:
+                    answers.append(response.json())
+            except requests.RequestException as e:
+                problems.append(repr(e))
+
+    callers = [threading.Thread(target=caller) for _ in range(4)]
+    for t in callers:
+        t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(answers) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kill_group(group_1.pid)  # in the middle of calls
+        killed_at = len(answers)
+        while len(answers) < killed_at + 12 and time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in callers:
+            t.join(60)
+    assert not problems  # the router itself never failed a call
+    assert killed_at >= 8 and len(answers) >= killed_at + 12
+    for batch in answers:
+        by_store = {a["id"]["Store"]: a for a in batch}
+        for store in (4, 5, 6, 7):  # the other groups answer throughout
+            assert len(by_store[store]["forecast"]["values"]) == 1, by_store[store]
+        for store in (1, 2, 3):  # group 1: a forecast before the kill, a 503 naming it after
+            a = by_store[store]
+            assert "forecast" in a or (a["status"] == 503 and "manymodels-modelgroup-1" in a["error"]), a
+    for batch in answers[killed_at + 4:]:  # well after the kill: group 1's records all 503
+        assert all(a["status"] == 503 for a in batch if a["id"]["Store"] in (1, 2, 3))
+    assert not service_process.is_alive(group_1.pid)
 
 
 def test_half_done_plan_is_finished_by_running_it_again(local):

@@ -154,3 +154,92 @@ def test_a_closer_that_crashed_is_taken_over_without_a_second_run(ctx: Context, 
     batch = ctx.ledger.get_batch("train", "crash")
     assert batch.state == BatchState.CLOSED and batch.run_id == pipelines.submitted[0].run_id
     assert len(pipelines.submitted) == 1
+
+
+def _real_upload(ctx: Context, folder, *, kind: str, mode: str = "full", batch: str | None = None, clock=None):
+    """``manymodels data upload`` itself (marker first, files, manifest last), without validation."""
+    from shared.data.upload import upload_batch as cli_upload
+
+    return cli_upload(ctx.settings, folder, kind=kind, mode=mode, batch=batch, validate=False, clock=clock)
+
+
+def _blob_events(ctx: Context, prefix: str) -> list:
+    store = BlobStore(ctx.storage, ctx.settings.landing_container)
+    return sorted(store.list(prefix), key=lambda b: (b.name.endswith("_manifest.json"), b.name))
+
+
+def _hold_back_manifest(ctx: Context, prefix: str) -> bytes:
+    """Take the manifest out of storage again: as if its upload had not happened yet."""
+    store = BlobStore(ctx.storage, ctx.settings.landing_container)
+    body = store.download_bytes(prefix + "_manifest.json")
+    store.delete(prefix + "_manifest.json")
+    return body
+
+
+def test_a_quiet_partial_upload_waits_for_its_manifest(functions, ctx: Context, pipelines, tmp_path) -> None:
+    import datetime as dt
+
+    for name, data in FILES:
+        (tmp_path / name).write_bytes(data)
+    first = _real_upload(ctx, tmp_path, kind="train", batch="full")
+    deliver(functions, ctx, _blob_events(ctx, first.prefix))
+    assert len(ctx.workspace.datasets.get("train").files) == 3
+
+    # A partial upload whose files are in, but whose manifest comes after DATA_QUIET_SECONDS.
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / FILES[0][0]).write_bytes(FILES[0][1] + b"1990-06-21,1000\n")
+    result = _real_upload(ctx, part, kind="train", mode="partial", batch="slow")
+    held = _hold_back_manifest(ctx, result.prefix)
+    deliver(functions, ctx, _blob_events(ctx, result.prefix))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ctx.settings.data_quiet_seconds + 60)
+    assert ingest.close_quiet_batches(ctx, now=later) == []
+    assert ctx.ledger.get_batch("train", "slow").state == BatchState.OPEN
+    assert len(pipelines.submitted) == 1
+
+    store = BlobStore(ctx.storage, ctx.settings.landing_container)
+    deliver(functions, ctx, [store.upload_bytes(result.manifest, held)])  # the manifest lands at last
+    batch = ctx.ledger.get_batch("train", "slow")
+    assert batch.state == BatchState.CLOSED and batch.manifest and batch.file_count == 1
+    dataset = ctx.workspace.datasets.get("train")
+    assert dataset.mode == DatasetMode.PARTIAL and dataset.changed == (FILES[0][0],)
+    assert {f.name for f in dataset.files} == {n for n, _ in FILES}  # nothing dropped, no marker as data
+    assert len(pipelines.submitted) == 2
+
+
+def test_an_upload_that_never_writes_its_manifest_fails_with_the_reason(functions, ctx: Context, pipelines,
+                                                                        tmp_path) -> None:
+    import datetime as dt
+
+    (tmp_path / FILES[0][0]).write_bytes(FILES[0][1])
+    result = _real_upload(ctx, tmp_path, kind="train", mode="partial", batch="dead")
+    _hold_back_manifest(ctx, result.prefix)  # the upload died before its manifest
+    deliver(functions, ctx, _blob_events(ctx, result.prefix))
+    much_later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ingest.UPLOAD_ABANDONED_SECONDS + 60)
+    ingest.close_quiet_batches(ctx, now=much_later)
+    batch = ctx.ledger.get_batch("train", "dead")
+    assert batch.state == BatchState.FAILED and "_manifest.json" in batch.reason and "dead" in batch.reason
+    assert pipelines.submitted == [] and ctx.workspace.datasets.list() == []
+
+
+def test_two_uploads_in_the_same_second_get_their_own_batches(functions, ctx: Context, pipelines, tmp_path) -> None:
+    import datetime as dt
+
+    from shared.data.manifest import Manifest
+
+    instant = dt.datetime(2026, 11, 27, 10, 23, 0, tzinfo=dt.UTC)
+    folders = []
+    for i, (name, data) in enumerate(FILES[:2]):
+        folder = tmp_path / f"u{i}"
+        folder.mkdir()
+        (folder / name).write_bytes(data)
+        folders.append(folder)
+    results = [_real_upload(ctx, f, kind="train", clock=lambda: instant) for f in folders]
+    assert results[0].batch != results[1].batch and all(r.batch.startswith("20261127T102300Z") for r in results)
+    store = BlobStore(ctx.storage, ctx.settings.landing_container)
+    for result, (name, _) in zip(results, FILES[:2], strict=True):
+        manifest = Manifest.parse(store.download_bytes(result.manifest))
+        assert [f.name for f in manifest.files] == [name]
+        deliver(functions, ctx, _blob_events(ctx, result.prefix))
+        assert ctx.ledger.get_batch("train", result.batch).file_count == 1
+    assert len(pipelines.submitted) == 2

@@ -220,3 +220,78 @@ def test_a_plan_the_planner_refuses_is_recorded_not_retried(functions, ctx: Cont
     assert ctx.ledger.get_target("local").active_plan == ""
     answer = functions["deploy"](http_request("POST", "deploy", {}))
     assert answer.status_code == 400 and "RESET_DEPLOYMENT" in json.loads(answer.get_body())["error"]
+
+
+def test_an_early_run_completed_leaves_the_rollout_to_the_real_completion(functions, ctx: Context, tmp_path) -> None:
+    # Event Grid may deliver RunCompleted while the workspace still reads the run as running
+    # (Azure ML's Finalizing state maps to running, shared/workspace/aml/runs.py).
+    run = make_run(ctx.workspace, PipelineKind.TRAINING, status=RunStatus.RUNNING)
+    register_models(ctx.workspace, NAMES[:1], tmp_path, run_id=run.run_id)  # only part of its models so far
+    early = run_completed(run)
+    assert functions["on_aml_event"](event_grid_event(early)) is None
+    entry = ctx.ledger.get_run(run.run_id)
+    assert entry is not None and entry.state == RunState.SUBMITTED  # reconcile polls it later
+    assert ctx.ledger.list_plans() == []
+    assert not ctx.ledger.is_processed(early["id"])  # a redelivery of the same event is handled again
+
+    register_models(ctx.workspace, NAMES[1:], tmp_path, run_id=run.run_id)
+    run = ctx.workspace.runs.update(run.run_id, status=RunStatus.COMPLETED)
+    functions["on_aml_event"](event_grid_event(early))  # the redelivery, now that the run is done
+    drain_queue(ctx, functions["deploy_group"])
+    assert deployed_versions(ctx) == dict.fromkeys(NAMES, 1)
+    assert ctx.ledger.get_run(run.run_id).state == RunState.COMPLETED
+    assert ctx.ledger.is_processed(early["id"])
+
+
+def test_reconcile_completes_a_run_whose_only_event_came_early(functions, ctx: Context, tmp_path) -> None:
+    run = make_run(ctx.workspace, PipelineKind.TRAINING, status=RunStatus.RUNNING,
+                   submitted="2026-01-01T00:00:00+00:00")
+    functions["on_aml_event"](event_grid_event(run_completed(run)))
+    assert ctx.ledger.get_run(run.run_id).state == RunState.SUBMITTED
+    register_models(ctx.workspace, NAMES, tmp_path, run_id=run.run_id)
+    ctx.workspace.runs.update(run.run_id, status=RunStatus.COMPLETED)
+    ctx.deploy_queue.create_queue()
+    functions["reconcile"](timer())  # no later event: the timer finds it completed
+    drain_queue(ctx, functions["deploy_group"])
+    assert deployed_versions(ctx) == dict.fromkeys(NAMES, 1)
+    assert ctx.ledger.get_run(run.run_id).state == RunState.COMPLETED
+
+
+def test_a_completed_event_for_a_run_the_workspace_reads_as_failed_records_the_failure(functions, ctx: Context,
+                                                                                       tmp_path) -> None:
+    run = make_run(ctx.workspace, PipelineKind.TRAINING, status=RunStatus.FAILED, error="step train failed")
+    register_models(ctx.workspace, NAMES[:1], tmp_path, run_id=run.run_id)
+    functions["on_aml_event"](event_grid_event(run_completed(run)))
+    entry = ctx.ledger.get_run(run.run_id)
+    assert entry.state == RunState.FAILED and "step train failed" in entry.reason
+    assert ctx.ledger.list_plans() == []
+
+
+def test_the_next_rollout_after_a_late_old_run_keeps_the_newest_data_models(functions, ctx: Context,
+                                                                            tmp_path) -> None:
+    older = make_run(ctx.workspace, PipelineKind.TRAINING, submitted="2026-11-27T09:00:00+00:00")
+    newer = make_run(ctx.workspace, PipelineKind.TRAINING, submitted="2026-11-27T10:00:00+00:00")
+    register_models(ctx.workspace, NAMES, tmp_path, run_id=newer.run_id)  # v1: the newer data
+    newer = ctx.workspace.runs.update(newer.run_id, status=RunStatus.COMPLETED)
+    functions["on_aml_event"](event_grid_event(run_completed(newer)))
+    drain_queue(ctx, functions["deploy_group"])
+    register_models(ctx.workspace, NAMES, tmp_path, run_id=older.run_id)  # v2: older data, registered last
+    older = ctx.workspace.runs.update(older.run_id, status=RunStatus.COMPLETED)
+    functions["on_aml_event"](event_grid_event(run_completed(older)))
+
+    # Any later rollout (by hand here; or the next run's) plans from "latest" = the newest data.
+    dry = json.loads(functions["deploy"](http_request("POST", "deploy", {"dry_run": True})).get_body())
+    assert {m["name"]: m["version"] for g in dry["groups"] for m in g["models"]} == dict.fromkeys(NAMES, 1)
+    answer = functions["deploy"](http_request("POST", "deploy", {}))
+    assert answer.status_code == 202
+    drain_queue(ctx, functions["deploy_group"])
+    assert deployed_versions(ctx) == dict.fromkeys(NAMES, 1)
+
+
+def test_a_newer_dataset_version_wins_over_a_later_submission(functions, ctx: Context, tmp_path) -> None:
+    v2 = make_run(ctx.workspace, PipelineKind.TRAINING, dataset_version=2, submitted="2026-11-27T09:00:00+00:00")
+    v1 = make_run(ctx.workspace, PipelineKind.TRAINING, dataset_version=1, submitted="2026-11-27T10:00:00+00:00")
+    register_models(ctx.workspace, NAMES, tmp_path, run_id=v2.run_id, dataset_version=2)  # version 1
+    register_models(ctx.workspace, NAMES, tmp_path, run_id=v1.run_id, dataset_version=1)  # v2: old data
+    dry = json.loads(functions["deploy"](http_request("POST", "deploy", {"dry_run": True})).get_body())
+    assert {m["name"]: m["version"] for g in dry["groups"] for m in g["models"]} == dict.fromkeys(NAMES, 1)

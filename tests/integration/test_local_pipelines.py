@@ -139,7 +139,7 @@ def test_training_registers_every_good_model_and_records_each_bad_series(workspa
     assert run.status == RunStatus.COMPLETED, run.error
     assert run.started and run.ended and run.counts["files"] == SERIES + len(BAD_STORES)
     registered = {m.name for m in ws.models.list()}
-    good = {f"lr_{b}_{1000 + s // 3}" for s, b in enumerate(["dominicks", "minute.maid", "tropicana"] * 8)}
+    good = {f"auto_{b}_{1000 + s // 3}" for s, b in enumerate(["dominicks", "minute.maid", "tropicana"] * 8)}
     assert good <= registered  # every good series, whatever happened to the bad ones
     assert run.counts["models_registered"] == len(registered)
 
@@ -189,8 +189,8 @@ def test_changed_mode_retrains_only_changed_files(workspace, sample) -> None:
     assert second.status == RunStatus.COMPLETED, second.error
     assert second.counts["files"] == 2 and second.counts["models_registered"] == 2
     versions = {m.name: m.version for m in ws.models.list()}
-    assert {n for n, v in versions.items() if v == 2} == {"lr_tropicana_1001", "lr_dominicks_1004"}
-    assert ws.models.get("lr_tropicana_1001").tags["RunId"] == second.run_id
+    assert {n for n, v in versions.items() if v == 2} == {"auto_tropicana_1001", "auto_dominicks_1004"}
+    assert ws.models.get("auto_tropicana_1001").tags["RunId"] == second.run_id
 
 
 def test_a_second_schema_trains_and_forecasts_from_its_settings_file_only(workspace, sample, tmp_path) -> None:
@@ -240,7 +240,8 @@ def test_the_cli_trains_then_forecasts_into_the_predictions_container(storage_se
         _stop_runners(storage_settings.home)
 
     assert code == 0
-    assert list(trained) == ["run_id", "status", "models_registered", "failed", "fallback", "seconds"]
+    assert list(trained) == ["run_id", "status", "models_registered", "failed", "fallback", "warnings", "model_types",
+                             "seconds"]
     assert trained["status"] == "completed" and trained["models_registered"] == SERIES
     assert trained["failed"] == [] and trained["fallback"] == []
     assert unchanged_code == 0 and unchanged["status"] == "unchanged" and unchanged["run_id"] is None
@@ -387,3 +388,94 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- worker processes killed
+
+
+def _killer(tmp_path: Path, *, init: str = "", run: str = "") -> Path:
+    """A stand-in entry script whose init() / run() may SIGKILL its own process (as the OOM killer would)."""
+    folder = tmp_path / "killer"
+    folder.mkdir(exist_ok=True)
+    (folder / "killer.py").write_text(
+        "import os, signal\nimport pandas as pd\n"
+        f"HERE = {str(folder)!r}\n"
+        "def once(name):\n"
+        "    path = os.path.join(HERE, name)\n"
+        "    if os.path.exists(path):\n        return False\n"
+        "    open(path, 'w').close()\n    return True\n"
+        f"def init():\n    pass\n{init}"
+        "def run(mini_batch):\n"
+        "    rows = []\n"
+        "    for path in mini_batch:\n"
+        "        name = os.path.basename(path)\n"
+        f"{run}"
+        "        rows.append({'file': path, 'series': name, 'status': 'ok', 'reason': ''})\n"
+        "    return pd.DataFrame(rows)\n")
+    return folder
+
+
+def _publish_killer(ws: LocalWorkspace, folder: Path, **config) -> str:
+    ws.pipelines.publish("killer", PipelineKind.TRAINING, parameters={"parallel_run_config": {
+        "entry_script": "killer.py", "source_directory": str(folder), **config}})
+    return "killer"
+
+
+def _session_processes(leader: int) -> list[int]:
+    """Live processes of the session ``leader`` started (a runner: its fork server and workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(fields[3]) == leader and fields[0] != "Z":
+                    found.append(int(entry.name))
+    return found
+
+
+def _assert_runner_gone(ws: LocalWorkspace, run: Run) -> None:
+    leader = int((ws.home / "runs" / run.run_id / PID_FILE).read_text())
+    _wait_for(lambda: not _session_processes(leader), timeout=30)
+
+
+KILL_SELF = "os.kill(os.getpid(), signal.SIGKILL)"
+
+
+def test_a_worker_killed_in_init_is_replaced_and_the_run_completes(workspace, tmp_path) -> None:
+    ws = workspace
+    script = _killer(tmp_path, init=f"    if once('init-killed'):\n        {KILL_SELF}\n")
+    pipeline = _publish_killer(ws, script, mini_batch_size=1, run_max_try=2, process_count_per_node=1)
+    run = _run(ws, pipeline, _dataset(ws, "train", _files(tmp_path, "a.csv", "b.csv")), mode="all")
+
+    assert run.status == RunStatus.COMPLETED, run.error
+    assert run.counts["succeeded"] == 2 and not run.failures
+    assert "died in init()" in _log(ws, run)
+    _assert_runner_gone(ws, run)
+
+
+def test_workers_that_keep_dying_in_init_fail_the_run_after_run_max_try(workspace, tmp_path) -> None:
+    ws = workspace
+    script = _killer(tmp_path, init=f"    {KILL_SELF}\n")
+    pipeline = _publish_killer(ws, script, mini_batch_size=1, run_max_try=2, process_count_per_node=1)
+    run = _run(ws, pipeline, _dataset(ws, "train", _files(tmp_path, "a.csv")), mode="all")
+
+    assert run.status == RunStatus.FAILED
+    assert "2 worker processes running killer.py in a row died in init() (run_max_try=2)" in run.error
+    assert "exited with code -9" in run.error
+    assert [e["data"]["runStatus"] for e in _events(ws, run.run_id)] == ["Failed"]
+    _assert_runner_gone(ws, run)
+
+
+def test_a_worker_killed_in_a_mini_batch_is_replaced_and_the_mini_batch_retried(workspace, tmp_path) -> None:
+    ws = workspace
+    script = _killer(tmp_path, run=f"        if name == 'b.csv' and once('run-killed'):\n            {KILL_SELF}\n")
+    pipeline = _publish_killer(ws, script, mini_batch_size=1, run_max_try=2, process_count_per_node=2)
+    run = _run(ws, pipeline, _dataset(ws, "train", _files(tmp_path, "a.csv", "b.csv", "c.csv")), mode="all")
+
+    assert run.status == RunStatus.COMPLETED, run.error
+    assert run.counts["retries"] == 1 and run.counts["succeeded"] == 3 and not run.failures
+    report = (ws.home / "runs" / run.run_id / "logs/sys/job_report/processed_mini-batches.csv").read_text()
+    assert "run() was interrupted: its process exited with code -9" in report
+    rows = (ws.home / "runs" / run.run_id / "parallel_run_step.txt").read_text().splitlines()
+    assert sorted(r.split(" ")[1] for r in rows) == ["a.csv", "b.csv", "c.csv"]
+    _assert_runner_gone(ws, run)

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from deploy_helpers import kill_group, listening_addresses, record, register_fake_models, score, write_stand_in
+from deploy_helpers import (
+    kill_group,
+    kill_services_of,
+    listening_addresses,
+    record,
+    register_fake_models,
+    score,
+    service_pids,
+    write_stand_in,
+)
 
 from shared.errors import NotFound, Unavailable
 from shared.workspace.base import ServiceConfig, ServiceKind, ServiceState
@@ -37,6 +46,11 @@ def workspace(settings) -> Iterator[LocalWorkspace]:
         ws.services.delete_all()
         ws.close()
         assert not [pid for pid in pids if service_process.is_alive(pid)]
+        deadline = time.monotonic() + 10  # a worker may outlive its master by a moment
+        while (left := service_pids(ws.home)) and time.monotonic() < deadline:  # recorded or not
+            time.sleep(0.1)
+        kill_services_of(ws.home)
+        assert not left, f"service processes left running: {sorted(left)}"
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -61,34 +62,36 @@ def write_models(root: Path) -> dict[str, fc.Forecaster]:
     return models
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, fc.Forecaster]]]:
-    models = write_models(tmp_path / "models")
-    cwd = tmp_path / "app"
-    cwd.mkdir()
-    (cwd / "gunicorn.conf.py").write_text(GUNICORN_CONF)
+@contextlib.contextmanager
+def serve(script: Path, model_dir: Path, workdir: Path, env: dict[str, str] | None = None,
+          ) -> Iterator[tuple[str, int]]:
+    """A real azmlinfsrv serving ``script`` on a free loopback port: (scoring URI, server PID), stopped
+    (its whole process group) on exit. Also used by tests/integration/test_scoring_barrage.py."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "gunicorn.conf.py").write_text(GUNICORN_CONF)
     port = free_port()
-    env = {**os.environ, "AZUREML_MODEL_DIR": str(tmp_path / "models"), "AML_APP_ROOT": str(cwd)}
-    log = (tmp_path / "server.log").open("wb")
+    full_env = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir), "AML_APP_ROOT": str(workdir), **(env or {})}
+    log_path = workdir / "server.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "azmlinfsrv"), "--entry_script", str(REPO / "scoring" / "model_webservice.py"),
-         "--model_dir", str(tmp_path / "models"), "--port", str(port)],
-        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [str(REPO / ".venv" / "bin" / "azmlinfsrv"), "--entry_script", str(script), "--model_dir", str(model_dir),
+         "--port", str(port)],
+        cwd=workdir, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/score"
     try:
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"azmlinfsrv exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()}")
+                pytest.fail(f"azmlinfsrv exited with {proc.returncode}: {log_path.read_text()}")
             try:
                 if requests.get(url, timeout=5).status_code == 200:
                     break
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or the worker still booting
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"azmlinfsrv did not answer: {(tmp_path / 'server.log').read_text()}")
+                pytest.fail(f"azmlinfsrv did not answer: {log_path.read_text()}")
             time.sleep(0.3)
-        yield url, models
+        yield url, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: its gunicorn master and workers
         try:
@@ -97,6 +100,13 @@ def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, fc.Forecaster]]]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, fc.Forecaster]]]:
+    models = write_models(tmp_path / "models")
+    with serve(REPO / "scoring" / "model_webservice.py", tmp_path / "models", tmp_path / "app") as (url, _):
+        yield url, models
 
 
 def test_served_models_answer_per_record_and_get_lists_them(service: tuple[str, dict[str, fc.Forecaster]]) -> None:
@@ -108,14 +118,14 @@ def test_served_models_answer_per_record_and_get_lists_them(service: tuple[str, 
                 "forecast_freq": "W-THU", "forecast_horizon": horizon,
                 "data": {"future": {"WeekStarting": ["1992-02-27", "1992-03-05"], "Price": [2.0, 3.0]}}}
 
-    records = [record(1, 2), record(42, 2), record(2, 6), record(3, 2)]
+    records = [record(1, 2), record(42, 2), record(2, fc.MAX_HORIZON + 1), record(3, 2)]
     response = requests.post(url, json=records, timeout=10)
     assert response.status_code == 200
     answers = response.json()
     assert [a["id"]["Store"] for a in answers] == [1, 42, 2, 3]
     assert [a.get("status") for a in answers] == [None, 404, 400, None]
     assert "unknown model lr_tropicana_42" in answers[1]["error"]
-    assert "forecast_horizon 6 is not allowed" in answers[2]["error"]
+    assert f"forecast_horizon {fc.MAX_HORIZON + 1} is not allowed" in answers[2]["error"]  # past the maximum
     for answer in (answers[0], answers[3]):
         model = models[fc.model_name("lr", answer["id"])]
         stamps, values = model.forecast(pd.Timestamp("1992-02-27"), steps=2, exog=np.array([[2.0], [3.0]]))

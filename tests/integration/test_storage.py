@@ -4,10 +4,11 @@ import base64
 import hashlib
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
-from shared.errors import InvalidValue, NotFound
+from shared.errors import InvalidValue, NotFound, PermissionDenied, Unavailable
 from shared.storage import azurite
-from shared.storage.account import StorageAccount
+from shared.storage.account import DEV_KEY, StorageAccount
 from shared.storage.blobs import BlobStore
 
 
@@ -63,3 +64,38 @@ def test_azurite_start_status_stop(tmp_path):
         assert azurite.stop(home) is True
     assert azurite.status(home) is None
     assert azurite.stop(home) is False
+
+
+def test_a_refused_signature_is_permission_denied_not_a_bad_container_name(azurite_proc_connection):
+    """Azurite answers 403 to a request signed with another key, as Azure does without a data role."""
+    wrong_key = base64.b64encode(b"not the account key" * 3).decode()
+    account = StorageAccount(azurite_proc_connection.replace(DEV_KEY, wrong_key))
+    with pytest.raises(PermissionDenied, match="403") as raised:
+        BlobStore(account, "rolecheck").ensure_container()
+    assert "container names" not in raised.value.message and not raised.value.retryable
+    with pytest.raises(PermissionDenied):
+        BlobStore(account, "rolecheck").upload_bytes("x.txt", b"x")
+
+
+@pytest.mark.parametrize(("status", "error_code", "expected", "retryable"), [
+    (503, "ServerBusy", Unavailable, True),
+    (500, "InternalError", Unavailable, True),
+    (403, "AuthorizationPermissionMismatch", PermissionDenied, False),
+])
+def test_container_creation_errors_keep_their_meaning(store, monkeypatch, status, error_code, expected, retryable):
+    """azure-core's HttpResponseError, as the SDK raises it for a throttled or refused request."""
+    error = HttpResponseError(message=f"{error_code} answered by the service")
+    error.status_code, error.error_code = status, error_code
+
+    def refuse(**kwargs):
+        raise error
+
+    monkeypatch.setattr(store._client, "create_container", refuse)
+    with pytest.raises(expected, match=str(status)) as raised:
+        store.ensure_container()
+    assert raised.value.retryable is retryable and "container names" not in raised.value.message
+
+
+@pytest.fixture
+def azurite_proc_connection(storage_settings) -> str:
+    return storage_settings.storage_connection

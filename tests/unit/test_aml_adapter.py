@@ -4,12 +4,21 @@ and errors into the port's records and ``shared.errors``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+from azureml._restclient.clientbase import ClientBase
+from azureml._restclient.models import ErrorResponse, RootError, RunDetailsDto, RunDto
+from azureml._restclient.utils import camel_case_transformer
+from azureml.core import Environment
 
 from shared.errors import Conflict, InvalidValue, NotFound, OperationTimeout, Unavailable
+from shared.ledger import parse_time
 from shared.settings import Settings
 from shared.workspace.aml import datasets as aml_datasets
 from shared.workspace.aml import models as aml_models
@@ -29,6 +38,12 @@ from shared.workspace.base import (
     ServiceKind,
     ServiceState,
 )
+
+SCORING = Path(__file__).resolve().parents[2] / "scoring"
+sys.path.insert(0, str(SCORING))
+import service_keys  # noqa: E402 - scoring/ is self-contained, imported as the inference server does
+
+REAL_INFERENCE_CONFIG = aml_services.inference_config
 
 
 class WebserviceException(Exception):
@@ -220,26 +235,61 @@ def test_run_statuses_map(aml, ours):
     assert aml_runs.map_status(aml) is ours
 
 
-def test_run_get_maps_details_counts_outputs_and_failures(workspace, monkeypatch):
-    sdk_run = mock.MagicMock(name="Run")
-    sdk_run.experiment.name = "manymodels-forecasting"
-    sdk_run.get_details.return_value = {
-        "runId": "r1", "status": "Completed", "startTimeUtc": "2026-01-01T00:00:00Z",
-        "endTimeUtc": "2026-01-01T00:10:00Z",
-        "tags": {"manymodels_kind": "forecasting", "dataset_name": "inference", "dataset_version": "4"},
-        "properties": {"rows": "70", "failed": "1", "predictions": "predictions/forecasts_20260101_r1.csv",
-                       "failures": '[{"file": "x.csv", "series": "x", "reason": "no model"}]'},
-    }
+def _sdk_run(experiment: str, **dto):
+    """A run as ``Run.get`` / ``Experiment.get_runs`` return it: ``_run_dto`` is the service's RunDto
+    as azureml-core hands it out (``ClientBase.dto_to_dictionary``: snake_case keys, ISO times)."""
+    record = ClientBase.dto_to_dictionary(RunDto(**dto))
+    details = RunDetailsDto(run_id=dto["run_id"], status=dto.get("status"), start_time_utc=dto.get("start_time_utc"),
+                            end_time_utc=dto.get("end_time_utc"), properties=dto.get("properties"), log_files={})
+    run = mock.MagicMock(name=f"Run {dto['run_id']}", id=dto["run_id"], _run_dto=record)
+    run.experiment.name = experiment
+    run.get_details.return_value = details.as_dict(key_transformer=camel_case_transformer)
+    return run
+
+
+def _utc(hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 1, 1, hour, minute, tzinfo=dt.UTC)
+
+
+def test_run_get_maps_the_record_times_counts_outputs_and_failures(workspace, monkeypatch):
+    sdk_run = _sdk_run(
+        "manymodels-forecasting", run_id="r1", status="Failed", created_utc=_utc(0), start_time_utc=_utc(1),
+        end_time_utc=_utc(1, 10), tags={"manymodels_kind": "forecasting", "dataset_name": "inference",
+                                        "dataset_version": "4"},
+        properties={"rows": "70", "failed": "1", "predictions": "predictions/forecasts_20260101_r1.csv",
+                    "failures": '[{"file": "x.csv", "series": "x", "reason": "no model"}]'},
+        error=ErrorResponse(error=RootError(code="UserError", message="step forecast failed")))
     run_class = mock.MagicMock(name="RunClass")
     run_class.get.return_value = sdk_run
     monkeypatch.setattr(aml_runs, "SdkRun", run_class)
 
     run = workspace.runs.get("r1")
 
-    assert (run.kind, run.status, run.dataset_version) == (PipelineKind.FORECASTING, RunStatus.COMPLETED, 4)
+    assert (run.kind, run.status, run.dataset_version) == (PipelineKind.FORECASTING, RunStatus.FAILED, 4)
+    assert (parse_time(run.submitted), parse_time(run.started), parse_time(run.ended)) == (
+        _utc(0), _utc(1), _utc(1, 10))
     assert run.counts == {"rows": 70, "failed": 1}
     assert run.outputs["predictions"].endswith("_r1.csv")
-    assert run.failures[0].reason == "no model"
+    assert run.failures[0].reason == "no model" and run.error == "step forecast failed"
+
+
+def test_listed_runs_have_times_and_are_ordered_by_submission_not_start(workspace, monkeypatch):
+    """The older run started later (it waited for compute): it is still the older one."""
+    older = _sdk_run("manymodels-training", run_id="older", status="Completed", created_utc=_utc(0),
+                     start_time_utc=_utc(3), end_time_utc=_utc(4), tags={"manymodels_kind": "training"})
+    younger = _sdk_run("manymodels-training", run_id="younger", status="Running", created_utc=_utc(1),
+                       start_time_utc=_utc(2), tags={"manymodels_kind": "training"})
+    experiment = mock.MagicMock(name="Experiment")
+    experiment.side_effect = lambda ws, name: mock.MagicMock(
+        get_runs=lambda: iter([younger, older] if name == "manymodels-training" else []))
+    monkeypatch.setattr(aml_runs, "Experiment", experiment)
+
+    runs = workspace.runs.list()
+
+    assert [r.run_id for r in runs] == ["younger", "older"]
+    assert [parse_time(r.submitted) for r in runs] == [_utc(1), _utc(0)]
+    assert (parse_time(runs[1].started), parse_time(runs[1].ended), runs[0].ended) == (_utc(3), _utc(4), None)
+    older.get_details.assert_not_called()  # the listing already holds every run's record
 
 
 def test_run_get_unknown_is_not_found_and_wait_times_out(workspace, monkeypatch):
@@ -248,10 +298,8 @@ def test_run_get_unknown_is_not_found_and_wait_times_out(workspace, monkeypatch)
     monkeypatch.setattr(aml_runs, "SdkRun", run_class)
     with pytest.raises(NotFound, match="r9"):
         workspace.runs.get("r9")
-    running = mock.MagicMock()
-    running.get_details.return_value = {"runId": "r2", "status": "Running", "tags": {}, "properties": {}}
     run_class.get.side_effect = None
-    run_class.get.return_value = running
+    run_class.get.return_value = _sdk_run("manymodels-training", run_id="r2", status="Running", created_utc=_utc(0))
     with pytest.raises(OperationTimeout, match="r2"):
         workspace.runs.wait("r2", timeout=0)
 
@@ -393,6 +441,77 @@ def test_update_delete_and_keys(workspace, service_sdk):
         workspace.services.get("svc")
 
 
+@pytest.mark.parametrize("kind", [ServiceKind.ACI, ServiceKind.AKS])
+def test_auth_enabled_false_is_honoured_on_deploy_and_update(workspace, service_sdk, kind):
+    service_sdk.Model.deploy.return_value = _service("svc", compute_type=str(kind).upper())
+    service_sdk.Webservice.return_value = _service("svc", compute_type=str(kind).upper())
+    config = ServiceConfig(kind=kind, entry_script="scoring/model_webservice.py", auth_enabled=False)
+
+    workspace.services.deploy("svc", MODELS, config)
+    workspace.services.update("svc", MODELS, config)
+
+    assert service_sdk.Model.deploy.call_args.kwargs["deployment_config"].auth_enabled is False
+    assert service_sdk.Webservice.return_value.update.call_args.kwargs["auth_enabled"] is False
+
+
+def test_aks_gets_replica_max_concurrent_requests_from_workers_and_threads(workspace, service_sdk):
+    service_sdk.Model.deploy.return_value = _service("svc", compute_type="AKS")
+    service_sdk.Webservice.return_value = _service("svc", compute_type="AKS")
+    config = ServiceConfig(kind=ServiceKind.AKS, entry_script="scoring/routing_webservice.py",
+                           environment={"WORKER_COUNT": "2", "GUNICORN_CMD_ARGS": "--threads 8 --keep-alive 75"})
+
+    workspace.services.deploy("svc", MODELS, config)
+    workspace.services.update("svc", MODELS, config)
+
+    assert service_sdk.Model.deploy.call_args.kwargs["deployment_config"].replica_max_concurrent_requests == 16
+    assert service_sdk.Webservice.return_value.update.call_args.kwargs["replica_max_concurrent_requests"] == 16
+    bad = ServiceConfig(kind=ServiceKind.AKS, entry_script="scoring/routing_webservice.py",
+                        environment={"WORKER_COUNT": "two"})
+    with pytest.raises(InvalidValue, match="WORKER_COUNT='two'"):
+        workspace.services.update("svc", MODELS, bad)
+    assert service_sdk.Webservice.return_value.update.call_count == 1
+
+
+def test_router_keys_go_to_key_vault_and_never_into_the_environment(workspace, service_sdk, monkeypatch):
+    """Azure ML keeps every Environment in the workspace for its readers: the keys must not be in it."""
+    monkeypatch.setattr(aml_services, "inference_config", REAL_INFERENCE_CONFIG)
+    workspace.ws.get_details.return_value = {
+        "keyVault": "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/nskv"}
+    service_sdk.Model.deploy.return_value = _service("routing-manymodels", compute_type="AKS")
+    keys = json.dumps({"manymodels-g1-1": "primary-key-1"})
+    config = ServiceConfig(kind=ServiceKind.AKS, entry_script="scoring/routing_webservice.py",
+                           environment={"WORKER_COUNT": "1", aml_services.SERVICE_KEYS_ENV: keys})
+
+    workspace.services.deploy("routing-manymodels", MODELS, config)
+
+    workspace.ws.get_default_keyvault.return_value.set_secret.assert_called_once_with(
+        name="routing-manymodels-service-keys", value=keys)
+    environment = service_sdk.Model.deploy.call_args.kwargs["inference_config"].environment
+    variables = environment.environment_variables
+    assert "primary-key-1" not in json.dumps(Environment._serialize_to_dict(environment), default=str)
+    assert aml_services.SERVICE_KEYS_ENV not in variables
+    assert variables[service_keys.VAULT_ENV] == "https://nskv.vault.azure.net"
+    assert variables[service_keys.SECRET_ENV] == "routing-manymodels-service-keys"
+
+
+def test_secret_looking_variables_are_refused_in_an_environment(tmp_path):
+    script = tmp_path / "scoring" / "model_webservice.py"
+    script.parent.mkdir()
+    script.write_text("def init():\n    pass\n")
+    for name in ("API_KEY", "DB_PASSWORD", "STORAGE_CONNECTION_STRING", "MANYMODELS_SERVICE_KEYS"):
+        config = ServiceConfig(kind=ServiceKind.ACI, entry_script=str(script), environment={name: "x"})
+        with pytest.raises(InvalidValue, match=name):
+            aml_services.inference_config(config)
+    assert not aml_services.looks_secret("WORKER_COUNT") and not aml_services.looks_secret("MONKEY_BUSINESS")
+
+
+def test_the_keys_variable_names_agree_across_flow_adapter_and_router():
+    from shared.flows.deploy import KEYS_ENV
+
+    assert KEYS_ENV == aml_services.SERVICE_KEYS_ENV == service_keys.KEYS_ENV
+    assert (aml_services.VAULT_ENV, aml_services.SECRET_ENV) == (service_keys.VAULT_ENV, service_keys.SECRET_ENV)
+
+
 def test_local_service_kind_is_refused_on_azure_ml(workspace, service_sdk):
     with pytest.raises(InvalidValue, match="aci"):
         workspace.services.deploy("svc", MODELS, ServiceConfig(kind=ServiceKind.LOCAL, entry_script="x.py"))
@@ -431,3 +550,15 @@ def test_inference_config_uploads_scoring_alone_with_its_environment_variables(t
     assert inference.environment.environment_variables["ROUTER_TIMEOUT_SECONDS"] == "60"
     with pytest.raises(InvalidValue, match="does not exist"):
         aml_services.inference_config(ServiceConfig(kind=ServiceKind.ACI, entry_script=str(tmp_path / "no.py")))
+
+
+def test_an_aci_router_with_group_keys_is_refused_before_anything_is_stored(workspace, service_sdk):
+    """ACI containers get no managed identity from SDK v1: the router could never read its keys."""
+    config = ServiceConfig(kind=ServiceKind.ACI, entry_script="scoring/routing_webservice.py",
+                           environment={aml_services.SERVICE_KEYS_ENV: json.dumps({"manymodels-g1-1": "k"})})
+
+    with pytest.raises(InvalidValue, match="DEPLOY_AKS"):
+        workspace.services.deploy("routing-manymodels", MODELS, config)
+
+    workspace.ws.get_default_keyvault.return_value.set_secret.assert_not_called()
+    service_sdk.Model.deploy.assert_not_called()

@@ -89,3 +89,76 @@ def test_training_summary_counts_statuses_and_records_failures(tmp_path):
 
     assert counts == {"series": 3, "failed": 1, "fallback": 1}
     assert failures == [{"file": "c.csv", "series": "", "reason": "unparsable date 'x'"}]
+
+
+class _FakeRun:
+    """Run.get_context() at the SDK boundary: the step's pipeline run and its properties."""
+
+    def __init__(self) -> None:
+        self.id, self.parent, self.properties = "pipe-1", None, {}
+        self.experiment = type("Experiment", (), {"workspace": object()})()
+
+    def add_properties(self, values: dict) -> None:
+        self.properties.update(values)
+
+
+def test_an_entry_with_a_name_azure_ml_refuses_is_a_series_failure_not_a_failed_step(tmp_path, monkeypatch):
+    import azureml.core
+    from azureml._model_management._util import model_name_validation
+
+    out, store = tmp_path / "out", tmp_path / "store"
+    (out / "manifest").mkdir(parents=True)
+    lines = []
+    for name in ("lr_a", "lr_minute maid_1", "lr_x/../../escaped", "lr_b"):
+        (out / "models" / name).mkdir(parents=True, exist_ok=True)
+        (out / "models" / name / "model.json").write_text("{}")
+        lines.append(json.dumps({"name": name, "path": str(out / "models" / name), "tags": {}}))
+    (out / "manifest" / "node-1-7-abc.jsonl").write_text("\n".join(lines) + "\n")
+    run, registered = _FakeRun(), []
+
+    def register(workspace, model_path, model_name, tags=None, properties=None):
+        model_name_validation(model_name)  # what the SDK checks before calling the service
+        registered.append(model_name)
+        return type("Model", (), {"name": model_name, "version": 1})()
+
+    monkeypatch.setattr(azureml.core.Run, "get_context", staticmethod(lambda: run))
+    monkeypatch.setattr(azureml.core.Model, "register", staticmethod(register))
+    code = register_models.main(["--training-output", str(out), "--model-store", str(store)])
+
+    assert code == 0 and registered == ["lr_a", "lr_b"]
+    assert run.properties["models_registered"] == "2" and run.properties["models_not_registered"] == "2"
+    failures = json.loads(run.properties["failures"])
+    assert [f["series"] for f in failures] == ["lr_minute maid_1", "lr_x/../../escaped"]
+    assert all("is not allowed" in f["reason"] for f in failures)
+    assert sorted(p.name for p in store.iterdir()) == ["lr_a", "lr_b"] and not (tmp_path / "escaped").exists()
+
+
+def test_artifact_dir_never_builds_a_path_from_a_bad_name(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="is not allowed"):
+        register_models.artifact_dir({"name": "../../etc", "path": ""}, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert register_models.artifact_dir({"name": "lr_a", "path": str(elsewhere)}, tmp_path) == \
+        tmp_path / "models" / "lr_a"  # a written path is used only when it is that model's folder
+
+
+def test_the_store_points_at_the_newest_data_version_when_a_late_run_registered_last(tmp_path):
+    """A run on older data that registers last gets the higher number; the batch forecast must still
+    serve the newest data's version (scoring/forecast.py reads <name>/NEWEST_VERSION)."""
+    store = tmp_path / "store"
+    for version, dataset_version in ((1, "4"), (2, "5"), (3, "4")):
+        source = tmp_path / f"src{version}"
+        source.mkdir()
+        (source / "model.json").write_text("{}")
+        register_models.copy_to_store(source, store, "lr_a", version, dataset_version=dataset_version)
+    assert (store / "lr_a" / register_models.NEWEST_VERSION_FILE).read_text() == "2"
+
+    source = tmp_path / "src4"
+    source.mkdir()
+    (source / "model.json").write_text("{}")
+    register_models.copy_to_store(source, store, "lr_a", 4, dataset_version="6")
+    assert not (store / "lr_a" / register_models.NEWEST_VERSION_FILE).exists()  # the highest is the newest
+    scoring_forecast = (Path(__file__).parents[2] / "scoring" / "forecast.py").read_text()
+    assert f'NEWEST_VERSION_FILE = "{register_models.NEWEST_VERSION_FILE}"' in scoring_forecast

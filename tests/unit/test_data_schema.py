@@ -14,7 +14,7 @@ def test_default_settings_file_loads():
     assert schema.id_columns == ("Store", "Brand")
     assert schema.target_column == "Quantity" and schema.timestamp_column == "WeekStarting"
     assert schema.tag_columns == ("StoreGroup10", "StoreGroup100", "StoreGroup1000")
-    assert schema.freq == "W-THU" and schema.model_type == "lr"
+    assert schema.freq == "W-THU" and schema.model_type == "auto"
     assert schema.min_train_rows == schema.test_size + 4 + 8
 
 

@@ -150,3 +150,19 @@ def test_empty_folder_and_bad_settings(tmp_path, capsys):
     bad.write_text('{"id_columns": "Store"}')
     assert main(["data", "validate", str(tmp_path), "--settings", str(bad)]) == 1
     assert "missing key(s)" in capsys.readouterr().err
+
+
+def test_ids_that_need_encoding_warn_and_empty_ids_are_errors(tmp_path, series):
+    import pandas as pd
+
+    one, _ = series
+    brands = ["minute maid", "café", "A&W", '=HYPERLINK("x")', "dominicks"]
+    _csv(tmp_path / "many.csv", pd.concat([one.assign(Brand=b) for b in brands]))
+    _csv(tmp_path / "blank.csv", one.assign(Brand=["", *one["Brand"][1:]]))
+    report = validate_folder(tmp_path, DatasetSchema.load(), kind="train", workers=1)
+    encoded = [f for f in report.warnings if f.file == "many.csv" and f.field == "Store, Brand"]
+    assert len(encoded) == 1 and encoded[0].problem.startswith("4 series have id values that are not allowed")
+    assert "Store1000_minute maid" in encoded[0].problem and "hash" in encoded[0].problem
+    assert not [f for f in report.errors if f.file == "many.csv"]  # they still train
+    blank = [f for f in report.errors if f.file == "blank.csv" and f.field == "Brand"]
+    assert blank and "1 empty value(s)" in blank[0].problem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.deploy_config import load_service_config
+from shared.deploy_config import concurrency, load_service_config
 from shared.errors import InvalidValue
 from shared.flows.deploy import deploy_target
 from shared.workspace.base import ServiceKind
@@ -51,3 +51,37 @@ def test_targets_are_named_as_the_original(settings):
         "manymodels-", "deployed_models_info", "routing-manymodels")
     assert local.state_model == "deployed_models_info_local" and local.prefix == "manymodels-"
     assert len({aci.state_model, aks.state_model, local.state_model}) == 3
+
+
+def _write(tmp_path, target: str, section: str):
+    path = tmp_path / f"{target}-deploy-config.yml"
+    path.write_text(f"computeType: {target}\nmodels:\n  entryScript: scoring/model_webservice.py\n{section}")
+    return path
+
+
+def test_auth_enabled_is_read_and_refused_where_the_target_has_no_keys(tmp_path):
+    assert load_service_config("aci", "models", path=_write(tmp_path, "aci", "  authEnabled: false\n")).auth_enabled \
+        is False
+    with pytest.raises(InvalidValue, match="authEnabled=true is not allowed on the local target"):
+        load_service_config("local", "models", path=_write(tmp_path, "local", "  authEnabled: true\n"))
+    with pytest.raises(InvalidValue, match="authEnabled='yes'"):
+        load_service_config("aks", "models", path=_write(tmp_path, "aks", "  authEnabled: 'yes'\n"))
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("  maxConcurrentRequestsPerContainer: 4\n", "follows from environmentVariables.WORKER_COUNT"),
+    ("  tokenAuthEnabled: true\n", "key auth"),
+    ("  authEnable: false\n", "authEnable is not a field"),
+    ("  environmentVariables: {WORKER_COUNT: '0'}\n", "WORKER_COUNT='0'"),
+    ("  environmentVariables: {GUNICORN_CMD_ARGS: '--threads many'}\n", "--threads='many'"),
+])
+def test_fields_the_product_sets_itself_or_does_not_know_are_refused(tmp_path, section, message):
+    with pytest.raises(InvalidValue, match=message):
+        load_service_config("aks", "models", path=_write(tmp_path, "aks", section))
+
+
+def test_concurrency_is_workers_times_threads():
+    assert concurrency({}) == 1
+    assert concurrency({"WORKER_COUNT": "2", "GUNICORN_CMD_ARGS": "--threads 8 --keep-alive 75"}) == 16
+    assert concurrency({"WORKER_COUNT": "3", "GUNICORN_CMD_ARGS": "--threads=2"}) == 6
+    assert concurrency(load_service_config("aks", "router").environment) == 1

@@ -4,12 +4,18 @@ raise a readable MalformedEvent."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import json
 
 import azure.functions as func
 import pytest
+from azure.core.messaging import CloudEvent
+from azure.eventgrid import EventGridEvent, SystemEventNames
 
-from shared import events
+# the request builder EventGridPublisherClient.send uses: the exact JSON a publisher posts
+from azure.eventgrid._legacy._helpers import _build_request, _cloud_event_to_generated
+
 from shared.events import (
     BlobCreated,
     MalformedEvent,
@@ -148,8 +154,8 @@ def test_other_types_and_validation() -> None:
              "id": "d1", "data": {"DataDriftId": "01d2"}, "dataVersion": "", "metadataVersion": "1"}
     unknown = parse(drift)
     assert isinstance(unknown, UnknownEvent) and unknown.type.endswith("DatasetDriftDetected")
-    validation = parse({"id": "v1", "topic": "t", "subject": "", "eventType": events.SUBSCRIPTION_VALIDATION,
-                        "eventTime": "2017-06-26T18:41:00Z",
+    validation = parse({"id": "v1", "topic": "t", "subject": "", "eventTime": "2017-06-26T18:41:00Z",
+                        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
                         "data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6",
                                  "validationUrl": "https://rp-eastus2.eventgrid.azure.net/x"}})
     assert isinstance(validation, SubscriptionValidation)
@@ -193,3 +199,178 @@ def test_payload_of_function_binding_objects_round_trips() -> None:
                                  data=cloud["data"], subject=cloud["subject"])
     parsed_ce = parse(payload_of(binding_ce))
     assert isinstance(parsed_ce, BlobCreated) and parsed_ce.blob == "new-file.txt"
+
+
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("mutate", "words"), [
+    (lambda e: e["data"].update(contentLength=10**20), "from 0 to 9223372036854775807, got 100000000000000000000"),
+    (lambda e: e["data"].update(contentLength="\u00b2"), "data.contentLength"),  # "²".isdigit() is True
+    (lambda e: e["data"].update(contentLength=12.0), "data.contentLength"),
+    (lambda e: e["data"].update(contentLength=True), "data.contentLength"),
+    (lambda e: e.update(id="x" * 129), "at most 128 characters, got 'xxxx"),
+    (lambda e: e["data"].update(extra=_nested(70)), "is nested 71 levels deep"),
+])
+def test_out_of_range_numbers_long_ids_and_deep_data_are_malformed(mutate, words: str) -> None:
+    event = copy.deepcopy(EVENT_GRID_SAMPLES["BlobCreated"])
+    mutate(event)
+    with pytest.raises(MalformedEvent) as info:
+        parse(event)
+    assert words in info.value.message
+
+
+def test_model_version_is_bounded_and_ascii() -> None:
+    sample = copy.deepcopy(EVENT_GRID_SAMPLES["ModelRegistered"])
+    for bad in (2**31, "9" * 40, "\u0661\u0662", -1, 3.0):  # "١٢" is int()-able but not a version
+        sample["data"]["ModelVersion"] = bad
+        with pytest.raises(MalformedEvent, match="from 0 to 2147483647"):
+            parse(sample)
+    sample["data"]["ModelVersion"] = " 2147483647 "
+    assert parse(sample).model_version == 2**31 - 1
+
+
+@pytest.mark.parametrize("name", ["with space.csv", "100%.csv", "a#b?c.csv", "\u00fcn\u00efc\u00f8d\u00e9.csv",
+                                  "..", "x" * 1000, "%2e%2e/x.csv"])
+def test_blob_names_with_unusual_characters_parse_verbatim(name: str) -> None:
+    # the subject holds the name as uploaded: nothing is decoded, so "%2e%2e" stays a plain segment
+    event = copy.deepcopy(EVENT_GRID_SAMPLES["BlobCreated"])
+    event["subject"] = f"/blobServices/default/containers/landing/blobs/train/b1/{name}"
+    parsed = parse(event)
+    assert isinstance(parsed, BlobCreated) and parsed.blob == f"train/b1/{name}"
+
+
+def test_payload_of_a_binding_whose_data_cannot_be_read_is_malformed() -> None:
+    class Unreadable:
+        id, topic, subject, event_type, event_time, data_version = "e1", "t", "s", "T", None, ""
+
+        def get_json(self):
+            raise RecursionError("maximum recursion depth exceeded")
+
+    with pytest.raises(MalformedEvent, match="e1: its data cannot be read: RecursionError"):
+        payload_of(Unreadable())
+
+
+# --------------------------------------------------------------------------- through the SDK
+
+SAMPLE_TYPES = {"BlobCreated": SystemEventNames.StorageBlobCreatedEventName,
+                "ModelRegistered": SystemEventNames.MachineLearningServicesModelRegisteredEventName,
+                "ModelDeployed": SystemEventNames.MachineLearningServicesModelDeployedEventName,
+                "RunCompleted": SystemEventNames.MachineLearningServicesRunCompletedEventName,
+                "RunStatusChanged": SystemEventNames.MachineLearningServicesRunStatusChangedEventName}
+SAMPLE_TIME = dt.datetime(2017, 6, 26, 18, 41, 0, 958410, tzinfo=dt.UTC)
+
+
+def on_the_wire(event: EventGridEvent | CloudEvent) -> dict:
+    """The body EventGridPublisherClient.send posts for one event (its own request builder), decoded."""
+    model = _cloud_event_to_generated(event) if isinstance(event, CloudEvent) else event
+    content_type = "application/cloudevents-batch+json" if isinstance(event, CloudEvent) else "application/json"
+    (body,) = json.loads(_build_request("http://127.0.0.1/api/events", content_type, [model]).data)
+    return body
+
+
+def sdk_built(name: str, schema: str) -> EventGridEvent | CloudEvent:
+    sample = copy.deepcopy(EVENT_GRID_SAMPLES[name])
+    if schema == "eventgrid":
+        return EventGridEvent(subject=sample["subject"], event_type=SAMPLE_TYPES[name], data=sample["data"],
+                              data_version=sample["dataVersion"], topic=sample["topic"], id=sample["id"],
+                              event_time=SAMPLE_TIME)
+    return CloudEvent(source=sample["topic"], type=SAMPLE_TYPES[name], subject=sample["subject"], id=sample["id"],
+                      data=sample["data"], time=SAMPLE_TIME, extensions={"traceparent": "00-0af7-b7ad-01"})
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("name", EVENT_GRID_SAMPLES)
+def test_an_event_built_and_serialised_by_the_sdk_parses_like_the_documented_json(name: str, schema: str) -> None:
+    body = on_the_wire(sdk_built(name, schema))
+    from_sdk, by_hand = parse(body), parse(SCHEMAS[schema](EVENT_GRID_SAMPLES[name]))
+    assert type(from_sdk) is type(by_hand) and not isinstance(from_sdk, UnknownEvent)
+    # the SDK writes microseconds (".95841Z"), the documentation Event Grid's 7 digits (".9584103Z"):
+    # the same instant, kept as each publisher wrote it
+    assert body["eventTime" if schema == "eventgrid" else "time"] == from_sdk.time == "2017-06-26T18:41:00.95841Z"
+    assert dataclasses.replace(from_sdk, time=by_hand.time) == by_hand
+
+
+def test_a_validation_handshake_and_an_unknown_type_built_by_the_sdk() -> None:
+    handshake = EventGridEvent(subject="", event_type=SystemEventNames.EventGridSubscriptionValidationEventName,
+                               data={"validationCode": "512d38b6"}, data_version="1", id="v1")
+    parsed = parse(on_the_wire(handshake))
+    assert isinstance(parsed, SubscriptionValidation) and parsed.validation_code == "512d38b6"
+    drift = CloudEvent(source="/ws", type=SystemEventNames.MachineLearningServicesDatasetDriftDetectedEventName,
+                       data={"DataDriftId": "01d2"}, id="d1")
+    unknown = parse(on_the_wire(drift))
+    assert isinstance(unknown, UnknownEvent) and unknown.data == {"DataDriftId": "01d2"}
+    binary = parse(on_the_wire(CloudEvent(source="/ws", type="Contoso.Binary", data=b"\x00\x01", id="b1")))
+    assert isinstance(binary, UnknownEvent) and binary.data == b"\x00\x01"  # data_base64, decoded by the SDK
+
+
+@pytest.mark.parametrize(("schema", "mutate", "words"), [
+    ("eventgrid", lambda e: e.update(eventTime="yesterday"), "field 'eventTime' must be an RFC 3339 timestamp"),
+    ("eventgrid", lambda e: e.update(eventTime=1498502460), "field 'eventTime' must be an RFC 3339 timestamp"),
+    ("cloudevents", lambda e: e.update(time="garbage"), "field 'time' must be an RFC 3339 timestamp"),
+    ("cloudevents", lambda e: e.update(time=["2017"]), "field 'time' must be an RFC 3339 timestamp"),
+    ("cloudevents", lambda e: e.pop("source"), "field 'source' is required"),
+    ("cloudevents", lambda e: e.update(data_base64="aGk="), "field 'data_base64' must not be present together"),
+    ("cloudevents", lambda e: (e.pop("data"), e.update(data_base64="abc")), "field 'data_base64' must be base64"),
+    ("cloudevents", lambda e: e.update(TraceParent="00-1"), "field 'TraceParent' is not a CloudEvents attribute"),
+    ("cloudevents", lambda e: e.update({"trace-id": "1"}), "field 'trace-id' is not a CloudEvents attribute"),
+    ("eventgrid", lambda e: e.update(topic=_nested(5000)), "field 'topic' is nested 5000 levels deep"),
+    ("cloudevents", lambda e: e.update(subject=_nested(5000)), "field 'subject' is nested 5000 levels deep"),
+])
+def test_what_the_sdk_refuses_is_malformed_naming_the_field(schema: str, mutate, words: str) -> None:
+    event = SCHEMAS[schema](EVENT_GRID_SAMPLES["BlobCreated"])
+    mutate(event)
+    with pytest.raises(MalformedEvent) as info:
+        parse(event)
+    assert words in info.value.message
+    assert info.value.message.startswith("Microsoft.Storage.BlobCreated event 831e1650-001e-001b-66ab-eeb76e069631:")
+
+
+def test_ids_are_checked_before_the_sdk_could_invent_or_coerce_them() -> None:
+    cloud = as_cloud_event(EVENT_GRID_SAMPLES["RunCompleted"])
+    del cloud["id"]  # CloudEvent.from_dict would give it a random uuid: every redelivery a "new" event
+    with pytest.raises(MalformedEvent, match="field 'id' must be a non-empty string"):
+        parse(cloud)
+    grid = copy.deepcopy(EVENT_GRID_SAMPLES["RunCompleted"])
+    grid["id"] = 5  # EventGridEvent.from_dict would make it "5"
+    with pytest.raises(MalformedEvent, match="field 'id' must be a non-empty string"):
+        parse(grid)
+
+
+def test_explicit_nulls_and_absent_times_read_as_absent() -> None:
+    cloud = as_cloud_event(EVENT_GRID_SAMPLES["RunCompleted"])
+    cloud.update(subject=None, time=None)  # CloudEvent.from_dict keeps an explicit null as azure.core's NULL
+    parsed = parse(cloud)
+    assert isinstance(parsed, RunCompleted) and (parsed.subject, parsed.time) == ("", "")
+    unknown = parse({"specversion": "1.0", "id": "n1", "source": "/s", "type": "Contoso.Nothing", "data": None})
+    assert isinstance(unknown, UnknownEvent) and unknown.data is None
+    grid = copy.deepcopy(EVENT_GRID_SAMPLES["BlobCreated"])
+    grid["eventTime"] = ""  # what payload_of writes for a binding without a time
+    assert parse(grid).time == ""
+    binding = func.EventGridEvent(id="e1", data=EVENT_GRID_SAMPLES["RunCompleted"]["data"], topic="/t",
+                                  subject=RUN_SUBJECT, event_type="Microsoft.MachineLearningServices.RunCompleted",
+                                  event_time=None, data_version="")
+    assert isinstance(parse(payload_of(binding)), RunCompleted)
+
+
+ODD_VALUES = [None, "", "x", 0, -1, 2**70, 1.5, True, [], {}, ["x"], {"a": None}, b"bytes", _nested(65), _nested(3000)]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("name", ["BlobCreated", "RunCompleted"])
+def test_any_odd_value_in_any_envelope_field_parses_or_is_malformed(name: str, schema: str) -> None:
+    # every field either side of the SDK, set to each odd value in turn: a typed event or a
+    # MalformedEvent naming a field, never another exception (a handler would answer 500 and Event
+    # Grid would retry it for 24 hours)
+    base = SCHEMAS[schema](EVENT_GRID_SAMPLES[name])
+    for key in [*base, "data_base64", "Extra", "extra"]:
+        for value in ODD_VALUES:
+            event = {**copy.deepcopy(base), key: value}
+            try:
+                parse(event)
+            except MalformedEvent as e:
+                assert "field '" in e.message, (key, value, e.message)

@@ -123,3 +123,53 @@ def test_host_json() -> None:
     assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
     assert host["extensions"]["queues"]["messageEncoding"] == "base64"
     assert host["functionTimeout"]
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+RANGE = "field 'dataset_version' must be a whole number from 1 to 2147483647, "
+
+
+@pytest.mark.parametrize("name", ["train", "forecast"])
+@pytest.mark.parametrize(("body", "words"), [
+    (b'{"dataset_version": 100000000000000000000}', RANGE + "got 100000000000000000000"),
+    (b'{"dataset_version": 2147483648}', RANGE + "got 2147483648"),
+    (b'{"dataset_version": 1e20}', RANGE + "got 1e+20"),
+    (b'{"dataset_version": 2.0}', RANGE + "got 2.0"),
+    (b'{"dataset_version": -1}', RANGE + "got -1"),
+    (b'{"dataset_version": 0}', RANGE + "got 0"),
+    (b'{"dataset_version": false}', RANGE + "got false"),
+    (b'{"dataset_version": NaN}', "NaN is not a JSON value"),
+    (b'{"dataset_version": -Infinity}', "-Infinity is not a JSON value"),
+    (b'{"dataset_version": 1e400}', "out of the range"),
+    (b'{"dataset_version": 1' + b"0" * 5000 + b"}", "5001 digits is too long"),
+    (DEEP, "nested too deeply"),
+    (b'{"dataset_version": ' + DEEP + b"}", "nested too deeply"),
+    (b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}", "nested 101 levels deep"),
+    (b'\xff\xfe{"dataset_version": 1}', "not UTF-8 text: byte 0xff at offset 0"),
+    (b'{"mode": "\xe9t\xe9"}', "not UTF-8 text: byte 0xe9 at offset 10"),
+    (b"null", "must be a JSON object, got null"),
+    (b'"train"', "must be a JSON object, got a string"),
+    (b"[]", "must be a JSON object, got an array"),
+])
+def test_numbers_out_of_range_and_hostile_json_answer_400(functions, context, name: str, body: bytes,
+                                                         words: str) -> None:
+    # 10**20 reached SQLite (OverflowError) and 100k nested arrays raised RecursionError: both
+    # answered 500; the number is refused naming the field, the value and the allowed range
+    status, answer = call(functions, name, "POST", body)
+    assert (status, answer["code"]) == (400, "INVALID_VALUE"), answer
+    assert words in answer["error"]
+
+
+def test_the_largest_allowed_dataset_version_is_parsed() -> None:
+    from shared.flows.forecast import ForecastRequest
+    from shared.flows.train import TrainRequest
+
+    assert TrainRequest.parse(b'{"dataset_version": 2147483647}').dataset_version == 2**31 - 1
+    assert ForecastRequest.parse(b'\xef\xbb\xbf{"dataset_version": 1}').dataset_version == 1  # BOM tolerated
+    assert TrainRequest.parse(b"  ") == TrainRequest()
+
+
+@pytest.mark.parametrize("body", [b'{"dry_run": NaN}', DEEP, b"\xc3\x28", b"null"])
+def test_deploy_refuses_hostile_json_with_400(functions, context, body: bytes) -> None:
+    status, answer = call(functions, "deploy", "POST", body)
+    assert (status, answer["code"]) == (400, "INVALID_VALUE"), answer

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from shared.errors import InvalidValue
-from shared.workspace.base import DatasetFile, DatasetMode, DatasetVersion, SeriesFailure
+from shared.workspace.base import DatasetFile, DatasetMode, DatasetVersion, NewModel, SeriesFailure
 from shared.workspace.local.runner_inputs import RunInputs, select
 from shared.workspace.local.runner_pool import MiniBatchFailure, ParallelOutcome, count_failed_rows
 from shared.workspace.local.runner_steps import collect_rows, prediction_rows, read_manifest, training_series
@@ -42,7 +42,8 @@ def test_failure_and_fallback_rows_and_lost_mini_batches_become_records() -> Non
         SeriesFailure("e.csv", "", "mini-batch failed after 2 tries: run() raised MemoryError"),
     ]
     assert rows.fallback == [{"series": "b", "model_name": "lr_b", "model_type": "lr", "reason": "too short"}]
-    assert rows.counts == {"files": 5, "rows": 3, "succeeded": 1, "fallback": 1, "failed": 3}
+    assert rows.counts == {"files": 5, "rows": 3, "succeeded": 1, "fallback": 1, "failed": 3, "warnings": 0,
+                           "model_type_lr": 2}
 
 
 def test_a_failure_row_without_reason_still_says_it_failed() -> None:
@@ -97,3 +98,51 @@ def test_mode_changed_selects_only_changed_files() -> None:
     assert select(_dataset(()), mode="changed") == []
     with pytest.raises(InvalidValue, match="mode='some'"):
         select(_dataset(()), mode="some")
+
+
+@pytest.fixture
+def local_ws(tmp_path: Path):
+    from shared.settings import Settings
+    from shared.workspace.local.workspace import LocalWorkspace
+
+    workspace = LocalWorkspace(Settings.from_env({"MANYMODELS_HOME": str(tmp_path / "home")}))
+    try:
+        yield workspace
+    finally:
+        workspace.close()
+
+
+def _artifacts(root: Path, count: int) -> list[str]:
+    paths = []
+    for i in range(count):
+        folder = root / "models" / f"m{i}"
+        folder.mkdir(parents=True)
+        (folder / "model.json").write_text("{}")
+        paths.append(str(folder))
+    return paths
+
+
+@pytest.mark.parametrize("bad_name", ["lr_minute maid_1", "lr_x/../../y", "lr_ok\n", "x" * 256, "", ".."])
+def test_one_bad_model_is_a_per_series_failure_and_the_rest_of_its_chunk_registers(
+        local_ws, tmp_path: Path, bad_name: str) -> None:
+    from shared.workspace.local.runner_steps import register
+
+    paths = _artifacts(tmp_path / "out", 3)
+    models = [NewModel("lr_a", paths[0]), NewModel(bad_name, paths[1]), NewModel("lr_b", paths[2]),
+              NewModel("lr_gone", str(tmp_path / "nowhere"))]
+    failures: list[SeriesFailure] = []
+    done = register(local_ws.models, models, progress=lambda n: None, failures=failures)
+    assert done == 2 and sorted(m.name for m in local_ws.models.list()) == ["lr_a", "lr_b"]
+    assert [f.series for f in failures] == [bad_name, "lr_gone"]
+    assert "is not allowed" in failures[0].reason and "does not exist" in failures[1].reason
+    with pytest.raises(InvalidValue, match="is not allowed"):  # a direct caller still gets a clear error
+        local_ws.models.register_many([NewModel(bad_name, paths[0])])
+    assert not (tmp_path / "y").exists()
+
+
+def test_a_manifest_line_pointing_outside_the_run_outputs_is_skipped(tmp_path: Path) -> None:
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    _manifest(tmp_path / "out", 1, _entry("lr_a", "models/lr_a"), _entry("lr_b", str(outside)),
+              _entry("lr_c", "models/../../precious"))
+    assert [m.name for m in read_manifest(tmp_path / "out", [])] == ["lr_a"]

@@ -187,3 +187,76 @@ def test_the_request_body_is_forwarded_as_is_when_one_service_takes_every_record
     assert sent == [raw]
     rw.route([*json.loads(raw), record(2)], routes)  # split across services: re-encoded subsets
     assert b"Store" in sent[1] and sent[1] != raw
+
+
+def strict_loads(data: bytes) -> object:
+    def reject(token: str) -> None:
+        raise ValueError(f"{token} is not strict JSON")
+
+    return json.loads(data, parse_constant=reject)
+
+
+def post(body: bytes) -> tuple[int, object]:
+    response = rw.run(FakeRequest("POST", body))
+    return response.status_code, strict_loads(response.get_data())
+
+
+@pytest.mark.parametrize("body, statuses", [
+    (b"[]", []),
+    (b"[1, \"x\", null, [], {}]", [400, 400, 400, 400, 400]),
+    (json.dumps([record(99)]).encode(), [404]),
+    (json.dumps([{"model_type": "lr"}, {"id": {}, "model_type": "lr"}]).encode(), [400, 400]),
+    *[(json.dumps([{"id": v, "model_type": "lr"}]).encode(), [400]) for v in (5, [1], None, "1", True)],
+    *[(json.dumps([{**record(1), "model_type": v}]).encode(), [400]) for v in (5, ["lr"], {"a": 1}, None)],
+    (json.dumps([record(99), {"id": 3}, record(4)]).encode(), [404, 400, 404]),
+])
+def test_a_request_with_no_routable_record_gets_its_per_record_errors(tmp_path, monkeypatch, body, statuses):
+    _init(tmp_path, monkeypatch, STATE)
+    fake = FakeServices()
+    monkeypatch.setattr(rw, "call_service", fake)
+    status, answers = post(body)
+    assert status == 200 and [a["status"] for a in answers] == statuses and all(a["error"] for a in answers)
+    assert fake.calls == []
+
+
+def test_one_record_that_cannot_be_routed_is_answered_and_a_body_that_is_no_record_is_a_400(tmp_path, monkeypatch):
+    _init(tmp_path, monkeypatch, STATE)
+    monkeypatch.setattr(rw, "call_service", FakeServices())
+    status, answer = post(json.dumps(record(99)).encode())
+    assert status == 200 and answer["status"] == 404 and answer["id"]["Store"] == 99
+    status, answer = post(b'{"model_type": "lr"}')
+    assert status == 200 and answer["status"] == 400
+    for body in (b"{}", b'"records"', b"42", b"null", b"NaN"):
+        status, answer = post(body)
+        assert status == 400 and "JSON array of records" in answer["error"], body
+
+
+def test_a_body_nested_too_deeply_is_a_400(tmp_path, monkeypatch):
+    _init(tmp_path, monkeypatch, STATE)
+    monkeypatch.setattr(rw, "call_service", FakeServices())
+    deep = b"[" * 100_000 + b"]" * 100_000
+    in_a_record = b'[{"id": {"Store": 99, "Brand": "dominicks"}, "model_type": "lr", "x": ' + deep + b"}]"
+    for body in (deep, b'{"a":' * 100_000 + b"1" + b"}" * 100_000, in_a_record):
+        status, answer = post(body)
+        assert status == 400 and "nested too deeply" in answer["error"]
+
+
+def test_non_finite_tokens_are_echoed_as_words_and_forwarded_as_sent(tmp_path, monkeypatch):
+    _init(tmp_path, monkeypatch, STATE)
+    sent = []
+
+    def service(endpoint, body):
+        sent.append(body)
+        return FakeServices()(endpoint, body)
+
+    monkeypatch.setattr(rw, "call_service", service)
+    unknown = b'[{"id": {"Store": 99, "Brand": "dominicks"}, "model_type": "lr", "price": [NaN, -Infinity, 1e999]}]'
+    status, answers = post(unknown)
+    assert status == 200 and answers[0]["price"] == ["NaN", "-Infinity", "Infinity"] and answers[0]["status"] == 404
+    one_service = b'[{"id": {"Store": 1, "Brand": "dominicks"}, "model_type": "lr", "price": NaN}]'
+    rw.run(FakeRequest("POST", one_service))
+    assert sent[-1] == one_service  # the service sees the token and says why the record is refused
+    status, answers = post(one_service[:-1] + b", " + json.dumps(record(2)).encode() + b"]")  # two services
+    assert status == 200 and answers[0]["price"] == "NaN" and b"NaN" in sent[-2] + sent[-1]
+    for body in sent[-2:]:
+        strict_loads(body)  # split requests are re-encoded strictly too

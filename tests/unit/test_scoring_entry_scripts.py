@@ -18,9 +18,11 @@ import forecast  # noqa: E402
 import forecaster as fc  # noqa: E402
 import train  # noqa: E402
 
-REPO_SETTINGS = SCORING.parent / "pipelines" / "configuration" / "script_settings.json"
+# these tests pin the seed's `lr` model's behaviour; the repo's file (model_type auto) differs only in
+# model_type, which test_the_lr_settings_are_the_repo_settings_with_lr keeps so
+REPO_SETTINGS = Path(__file__).with_name("script_settings.lr.json")
 TRAIN_COLUMNS = ["file", "series", "model_name", "status", "model_type", "reason", "path", "mse", "rmse", "mae",
-                 "mape"]
+                 "mape", "warnings"]
 
 
 def sales(store: int, brand: str, weeks: int, *, seed: int, start: str = "1990-06-14", freq: str = "W-THU",
@@ -105,12 +107,12 @@ def test_train_run_trains_good_series_and_gives_bad_ones_a_reason(tmp_path: Path
     assert "cannot be read as CSV" in by_series["Store1008_malformed.csv"].reason
     assert (rows["reason"] != "").sum() == 6
 
-    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest" / f"{os.getpid()}.jsonl").open()]
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest" / train.manifest_file_name()).open()]
     assert sorted(m["name"] for m in manifest) == sorted(rows.loc[rows.status != "failed", "model_name"])
     entry = next(m for m in manifest if m["name"] == "lr_dominicks_1001")
-    assert entry["tags"] == {"ModelType": "lr", "Store": "1001", "Brand": "dominicks", "StoreGroup10": "1001",
-                             "StoreGroup100": "1001", "StoreGroup1000": "1001", "DatasetVersion": "4",
-                             "RunId": "run-1"}
+    assert entry["tags"] == {"ModelType": "lr", "ModelSelection": "lr", "Store": "1001", "Brand": "dominicks",
+                             "StoreGroup10": "1001", "StoreGroup100": "1001", "StoreGroup1000": "1001",
+                             "DatasetVersion": "4", "RunId": "run-1"}
     assert set(entry["properties"]) == {"mse", "rmse", "mae", "mape"}
     fallback = next(m for m in manifest if m["name"] == "lr_dominicks_1005")
     assert fallback["tags"]["ModelType"] == "mean" and "too short" in fallback["properties"]["fallback_reason"]
@@ -149,7 +151,7 @@ def test_forecast_run_uses_the_highest_version_and_fails_only_bad_series(tmp_pat
     assert list(rows.columns) == ["WeekStarting", "Prediction", "Quantity", "Store", "Brand", "file", "status",
                                   "reason"]
     ok = rows[rows.status == "ok"]
-    assert len(ok) == 5 + 5 + 3
+    assert len(ok) == 5 + 5 + 3 + 2  # the gap file's two weeks too (issue 12)
     tropicana = ok[ok.Brand == "tropicana"]
     assert tropicana["WeekStarting"].iloc[0] == pd.Timestamp("1990-06-14") + pd.Timedelta(weeks=90)
     assert tropicana["Prediction"].between(0, 20000).all()  # version 10, not the bumped 9
@@ -157,7 +159,9 @@ def test_forecast_run_uses_the_highest_version_and_fails_only_bad_series(tmp_pat
     assert ok["Quantity"].isna().sum() == 10  # the first file has no target column
     failed = rows[rows.status == "failed"].set_index(rows[rows.status == "failed"].file.map(lambda f: Path(f).name))
     assert "no registered model lr_dominicks_2000" in failed.loc["Store2000_unknown.csv", "reason"]
-    assert "missing for step 2" in failed.loc["Store1002_gap.csv", "reason"]
+    gap = ok[ok.Store == "1002"]
+    assert len(gap) == 2 and gap["reason"].str.contains("lacks 1 of 3 forecast week").all()
+    assert "Store1002_gap.csv" not in failed.index
     assert "cannot be read" in failed.loc["broken.csv", "reason"]
     assert failed["Prediction"].isna().all()
 
@@ -187,3 +191,67 @@ def test_a_second_schema_set_only_in_a_settings_file_trains_and_forecasts(tmp_pa
     assert (out.status == "ok").all() and len(out) == 8
     error = (out["Prediction"] - out["units"]).abs() / out["units"]
     assert error.mean() < 0.2
+
+
+UNUSUAL_BRANDS = ["minute maid", "café", "A&W", '=HYPERLINK("x")']
+# with the old names these resolved outside <output-dir> (but inside tmp_path)
+HOSTILE_BRANDS = ["x/../../../tmp/y", "..", "a\\b", "nul\x00x", "z" * 300, "../../../escaped"]
+
+
+def _tree(root: Path, skip: Path) -> set[str]:
+    return {str(p) for p in root.rglob("*") if skip not in p.parents and p != skip}
+
+
+def test_unusual_ids_train_forecast_and_are_found_by_their_raw_values(tmp_path: Path) -> None:
+    history = [sales(1001, b, 90, seed=i) for i, b in enumerate(UNUSUAL_BRANDS)]
+    files = [write(tmp_path / "train", "many.csv", pd.concat([f.iloc[:80] for f in history]))]
+    rows = run_training(tmp_path, files)
+    assert rows.status.tolist() == ["ok"] * 4, rows.reason.tolist()
+    names = dict(zip(rows.series, rows.model_name, strict=True))
+    for brand in UNUSUAL_BRANDS:
+        assert names[f"Store=1001,Brand={brand}"] == fc.model_name("lr", {"Store": 1001, "Brand": brand})
+    register(tmp_path / "out", tmp_path / "models", 1)
+    future = write(tmp_path / "inference", "future.csv", pd.concat([f.iloc[80:] for f in history]))
+    forecast.init(["--settings-file", str(REPO_SETTINGS), "--models-dir", str(tmp_path / "models")])
+    out = forecast.run([future])
+    assert (out.status == "ok").all() and sorted(set(out.Brand)) == sorted(UNUSUAL_BRANDS)
+
+
+def test_no_id_value_makes_training_write_outside_its_output_dir(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    history = [sales(1001, b, 90, seed=i) for i, b in enumerate(HOSTILE_BRANDS)]
+    files = [write(work / "train", "many.csv", pd.concat(history))]
+    before = _tree(tmp_path, work / "out")
+    rows = run_training(work, files)
+    assert _tree(tmp_path, work / "out") == before  # nothing new outside <output-dir>
+    written = sorted((work / "out" / "models").iterdir())
+    assert len(written) == len(rows) == len(HOSTILE_BRANDS) and (rows.status == "ok").all(), rows.reason.tolist()
+    for folder in written:  # one plain folder per model, directly under models/
+        assert (folder / "model.json").is_file() and len(folder.name) <= 255
+    assert {Path(p).parent for p in rows.path} == {work / "out" / "models"}
+
+
+def test_a_series_whose_ids_cannot_name_a_model_fails_alone(tmp_path: Path) -> None:
+    frames = [sales(1001, "dominicks", 90, seed=1), sales(1001, "   ", 90, seed=2)]
+    rows = run_training(tmp_path, [write(tmp_path / "train", "many.csv", pd.concat(frames))])
+    by_series = {r.series: r for r in rows.itertuples()}
+    assert by_series["Store=1001,Brand=dominicks"].status == "ok"
+    blank = by_series["Store=1001,Brand=   "]
+    assert blank.status == "failed" and "Brand" in blank.reason and "empty" in blank.reason and blank.path == ""
+
+
+def test_manifest_files_are_unique_across_nodes_whose_pids_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "getpid", lambda: 42)
+    names = set()
+    for host in ("node-a", "node-a", "bad/host name"):  # two nodes may even share a host name
+        monkeypatch.setattr(train, "_manifest", None)
+        monkeypatch.setattr(train.socket, "gethostname", lambda h=host: h)
+        names.add(train.manifest_file_name())
+        assert train.manifest_file_name() in names  # stable within the process
+    assert len(names) == 3 and all(n.endswith(".jsonl") and "/" not in n and " " not in n for n in names)
+
+
+def test_the_lr_settings_are_the_repo_settings_with_lr() -> None:
+    repo = json.loads((SCORING.parent / "pipelines" / "configuration" / "script_settings.json").read_text())
+    assert repo["model_type"] == "auto"  # the product's default: per-series selection
+    assert json.loads(REPO_SETTINGS.read_text()) == {**repo, "model_type": "lr"}

@@ -73,7 +73,7 @@ def test_answers_each_record_in_order_with_its_own_error(served: dict[str, fc.Fo
                                       "values": expected[1].tolist()}
     assert answers[0]["forecast"]["timestamps"][0] == "1992-02-27T00:00:00"
     assert "unknown model lr_dominicks_99" in answers[1]["error"]
-    assert "forecast_horizon 9 is not allowed" in answers[2]["error"]
+    assert "forecast_horizon 9 needs 9" in answers[2]["error"]  # beyond the trained 5 weeks is allowed (issue 12)
     assert "not a number" in answers[3]["error"]
     assert "forecast_freq 'D' is not allowed" in answers[4]["error"]
     assert answers[6]["forecast"]["values"] == [served["lr_dominicks_3"].mean] * 3  # a fallback answers too
@@ -107,3 +107,94 @@ def test_init_without_a_model_dir_says_what_to_do(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "missing"))
     with pytest.raises(RuntimeError, match="--model_dir"):
         ws.init()
+
+
+def strict_loads(text: str | bytes) -> object:
+    def reject(token: str) -> None:
+        raise ValueError(f"{token} is not strict JSON")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def with_price(token: str, *, history: bool = False) -> str:
+    """Two records as raw JSON, the second with a future price that is the raw token (NaN, 1e999, ...);
+    ``history`` sends the second one down the general forecaster path rather than the fast one."""
+    second = record(2)
+    if history:
+        second["data"]["historical"] = {"WeekStarting": ["1992-02-20"], "Quantity": [5000]}
+    second["data"]["future"]["Price"][1] = "__TOKEN__"
+    return json.dumps([record(1), second]).replace('"__TOKEN__"', token)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999", '"NaN"', '"inf"'])
+def test_a_future_value_that_is_not_finite_is_that_records_400_naming_field_and_value(served, token) -> None:
+    answers = ws.run(with_price(token))
+    assert "forecast" in answers[0]
+    assert answers[1]["status"] == 400
+    shown = {"1e999": "Infinity", '"NaN"': "NaN", '"inf"': "inf"}.get(token, token)
+    assert f"data.future.Price[1] is {shown}" in answers[1]["error"], answers[1]["error"]
+    strict_loads(ws.dumps(answers))  # the echoed record holds the token's word, not the token
+
+
+def test_a_history_value_that_is_not_finite_is_that_records_400(served) -> None:
+    rec = record(1, data={"historical": {"WeekStarting": ["1992-02-20"], "Quantity": [1.0]},
+                          "future": {"Advert": [0, 1], "Price": [2.0, 2.5]}})
+    text = json.dumps([rec]).replace("1.0]", "Infinity]")
+    answer = ws.run(text)[0]
+    assert answer["status"] == 400 and "data.historical.Quantity[0] is Infinity" in answer["error"]
+    missing = json.dumps([rec]).replace("1.0]", "null]")  # null is a missing week, not an error
+    assert "forecast" in ws.run(missing)[0]
+
+
+@pytest.mark.parametrize("history", [False, True])  # the fast path and the general one
+def test_a_forecast_that_overflows_is_that_records_400_not_an_infinity(served, history, monkeypatch) -> None:
+    general = []
+    real = ws._forecast
+    monkeypatch.setattr(ws, "_forecast", lambda requests: (general.extend(requests), real(requests))[1])
+    answers = ws.run(with_price("1e308", history=history))
+    assert bool(general) == history
+    assert "forecast" in answers[0]
+    assert answers[1]["status"] == 400 and "forecast" not in answers[1]
+    assert "is not finite" in answers[1]["error"] and "at step 2" in answers[1]["error"], answers[1]["error"]
+    strict_loads(ws.dumps(answers))
+
+
+def test_answers_over_http_are_strict_json_even_echoing_an_infinite_id(served) -> None:
+    class Post:
+        method = "POST"
+
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def get_data(self) -> bytes:
+            return self.body
+
+    body = json.dumps([record(1), record(5)]).replace('"Store": 5', '"Store": 1e999').encode()
+    response = ws.run(Post(body))
+    assert response.status_code == 200
+    answers = strict_loads(response.get_data())
+    assert "forecast" in answers[0] and answers[1]["status"] == 404 and answers[1]["id"]["Store"] == "Infinity"
+    junk = strict_loads(ws.run(Post(b"[NaN, -Infinity]")).get_data())
+    assert [(a["record"], a["status"]) for a in junk] == [("NaN", 400), ("-Infinity", 400)]
+
+
+def test_a_body_nested_too_deeply_is_a_400(served) -> None:
+    for body in ("[" * 100_000 + "]" * 100_000, '[{"id": {"Store": 1}, "x": ' + "[" * 100_000 + "]" * 100_000 + "}]"):
+        response = ws.run(body)
+        assert response.status_code == 400 and "nested too deeply" in response.get_json()["error"]
+
+
+def test_model_type_of_the_wrong_type_and_dates_pandas_cannot_step_from_are_400s(served) -> None:
+    answers = ws.run(json.dumps([record(1, model_type=5), record(1, model_type=["lr"]),
+                                 record(1, forecast_start="9999-12-30"), record(1, model_type=None)]))
+    assert [a.get("status") for a in answers] == [400, 400, 400, None]
+    assert "model_type 5 is not allowed" in answers[0]["error"]
+    assert "forecast_start '9999-12-30' is not a date" in answers[2]["error"]
+
+
+def test_the_forecaster_refuses_infinite_future_values_by_name(served) -> None:
+    with pytest.raises(fc.SeriesError, match="future Price is inf for step 1 of 2: values must be finite"):
+        served["lr_dominicks_1"].forecast(steps=2, exog=np.array([[0, np.inf], [1, 2.0]]))
+    # a missing (NaN) value is a gap, carried forward with a warning (issue 12), not an error
+    (gap,) = fc.forecast_many([served["lr_dominicks_1"]], [None], steps=[2], exog=[np.array([[0, 2.0], [1, np.nan]])])
+    assert "carried forward" in gap.warnings[0]

@@ -94,3 +94,43 @@ class AmlModelRegistry(ModelRegistry):
         number = parse_version(f"model {name!r}", version)
         with sdk_call(f"get model {name}:{version}"):
             return Model(self._workspace.ws, name=name, version=number)
+
+    # Retention (shared/flows/retention.py), appended by the retention helper: SDK v1 ``Model.delete``.
+    supports_delete = True
+
+    def delete_versions(self, versions: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+        """``Model(ws, name, version).delete()`` for each; a version already gone is skipped. One that
+        Azure ML refuses (e.g. still used by a service) is logged and kept; only when every one is
+        refused is the first refusal raised."""
+        import logging
+
+        from shared.errors import NotFound
+
+        log = logging.getLogger(__name__)
+        wanted = sorted({(str(n), int(v)) for n, v in versions})
+
+        def one(ref: tuple[str, int]) -> tuple[str, int] | ManyModelsError | None:
+            name, version = ref
+            try:
+                model = self._sdk_model(name, version)
+            except NotFound:
+                return None
+            try:
+                with sdk_call(f"delete model {name}:{version}"):
+                    model.delete()
+            except NotFound:
+                return None
+            except ManyModelsError as e:
+                return e
+            return ref
+
+        with ThreadPoolExecutor(max_workers=REGISTER_WORKERS) as pool:
+            results = list(pool.map(one, wanted))
+        deleted = [r for r in results if isinstance(r, tuple)]
+        errors = [r for r in results if isinstance(r, ManyModelsError)]
+        for error in errors[:10]:
+            log.warning("model version kept: %s", error.message)
+        if errors and not deleted:
+            raise type(errors[0])(f"{len(errors)} model version(s) could not be deleted; first: "
+                                  f"{errors[0].message}") from errors[0]
+        return deleted

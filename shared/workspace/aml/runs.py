@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from azureml.core import Experiment
 from azureml.core import Run as SdkRun
 
-from shared.errors import OperationTimeout
+from shared.errors import ManyModelsError, OperationTimeout
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import PipelineKind, Run, RunStatus, RunStore, SeriesFailure
 
@@ -47,35 +47,45 @@ def map_status(status: str | None) -> RunStatus:
     return STATUS.get(status or "", RunStatus.RUNNING)
 
 
-def to_run(details: Mapping, *, experiment: str) -> Run:
-    """A product Run from ``Run.get_details()`` (plain dicts: easy to test)."""
-    tags = {str(k): str(v) for k, v in (details.get("tags") or {}).items()}
-    properties = {str(k): str(v) for k, v in (details.get("properties") or {}).items()}
+def to_run(record: Mapping, *, experiment: str) -> Run:
+    """A product Run from the SDK's run record, ``Run._run_dto``: ``RunDto.as_dict()``, whose keys
+    are the DTO's attribute names (``run_id``, ``created_utc``, ``start_time_utc``; times as ISO 8601
+    strings). ``Run.get_details()`` is not used: it has neither the tags nor the creation time."""
+    tags = {str(k): str(v) for k, v in (record.get("tags") or {}).items()}
+    properties = {str(k): str(v) for k, v in (record.get("properties") or {}).items()}
     kind = tags.get(TAG_KIND, "")
     try:
         version = int(tags.get(TAG_DATASET_VERSION, "0"))
     except ValueError:
         version = 0
-    error = details.get("error") or {}
+    error = record.get("error") or {}
     message = (error.get("error") or {}).get("message") if isinstance(error, Mapping) else str(error)
     return Run(
-        run_id=str(details["runId"]),
+        run_id=str(record["run_id"]),
         pipeline=experiment,
         kind=PipelineKind(kind) if kind in {str(k) for k in PipelineKind} else PipelineKind.TRAINING,
         experiment=experiment,
-        status=map_status(details.get("status")),
+        status=map_status(record.get("status")),
         dataset_name=tags.get(TAG_DATASET, ""),
         dataset_version=version,
         parameters={k[len("param_"):]: v for k, v in tags.items() if k.startswith("param_")},
         tags=tags,
-        submitted=str(details.get("submittedTimeUtc") or details.get("startTimeUtc") or ""),
-        started=details.get("startTimeUtc"),
-        ended=details.get("endTimeUtc"),
+        # when the run was submitted (its record created), not when it started: a run queued
+        # behind another starts later although it is older (shared/ledger.py supersedes)
+        submitted=_time(record.get("created_utc")) or "",
+        started=_time(record.get("start_time_utc")),
+        ended=_time(record.get("end_time_utc")),
         counts={k: int(properties[k]) for k in COUNT_PROPERTIES if properties.get(k, "").isdigit()},
         failures=_failures(properties.get("failures")),
         outputs={k: properties[k] for k in OUTPUT_PROPERTIES if k in properties},
         error=message or None,
     )
+
+
+def _time(value) -> str | None:
+    if value is None or value == "":
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _failures(text: str | None) -> tuple[SeriesFailure, ...]:
@@ -95,13 +105,9 @@ class AmlRunStore(RunStore):
 
     def get(self, run_id: str) -> Run:
         with sdk_call(f"get run {run_id!r}"):
-            run = SdkRun.get(self._workspace.ws, run_id)
-            details = dict(run.get_details())
-            if "tags" not in details:  # not every SDK version includes them in the details
-                details["tags"] = run.get_tags()
-            if "properties" not in details:
-                details["properties"] = run.get_properties()
-        return to_run(details, experiment=run.experiment.name)
+            run = SdkRun.get(self._workspace.ws, run_id)  # fetches the run's record afresh
+            record = _record(run)
+        return to_run(record, experiment=run.experiment.name)
 
     def list(self, *, status: RunStatus | None = None, kind: PipelineKind | None = None) -> list[Run]:
         settings = self._workspace.settings
@@ -113,7 +119,7 @@ class AmlRunStore(RunStore):
                 continue
             with sdk_call(f"list the runs of experiment {name!r}"):
                 for sdk_run in islice(Experiment(self._workspace.ws, name).get_runs(), LIST_LIMIT):
-                    runs.append(to_run(_details(sdk_run), experiment=name))
+                    runs.append(to_run(_record(sdk_run), experiment=name))
         if status is not None:
             runs = [r for r in runs if r.status == status]
         return sorted(runs, key=lambda r: r.submitted, reverse=True)
@@ -132,11 +138,11 @@ class AmlRunStore(RunStore):
             pause = min(pause * 2, POLL_SECONDS)
 
 
-def _details(sdk_run) -> dict:
-    """What get_details() answers, from the run's cached record when list() already fetched it."""
-    raw = getattr(sdk_run, "_run_dto", None)
-    if not isinstance(raw, dict):
-        return sdk_run.get_details()
-    return {"runId": sdk_run.id, "status": raw.get("status"), "tags": raw.get("tags") or {},
-            "properties": raw.get("properties") or {}, "startTimeUtc": raw.get("startTimeUtc"),
-            "endTimeUtc": raw.get("endTimeUtc"), "submittedTimeUtc": raw.get("createdUtc")}
+def _record(sdk_run) -> Mapping:
+    """The run's record as the SDK keeps it (``RunBase._run_dto``, azureml/_run_impl/run_base.py in
+    azureml-core): a dict with snake_case keys, already fetched by ``Run.get`` and ``get_runs``."""
+    record = sdk_run._run_dto
+    if not isinstance(record, Mapping) or "run_id" not in record:
+        raise ManyModelsError(f"run {sdk_run.id}: the SDK's run record is not a RunDto dict ({type(record).__name__}); "
+                        "this azureml-core version is not supported (requirements.txt pins the one that is)")
+    return record

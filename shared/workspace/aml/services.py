@@ -1,13 +1,23 @@
 """Scoring webservices on ACI or AKS: ``Model.deploy`` / ``Webservice.update`` / ``delete``.
 
-Both targets have key auth enabled; keys are read with ``get_keys()`` only when asked for and
-are never stored. Deployment configs come from ``ServiceConfig`` (E's
-``pipelines/configuration/*-deploy-config.yml``): models 1 CPU / 1 GB, router 0.1 CPU / 0.5 GB.
+Deployment configs come from ``ServiceConfig`` (``pipelines/configuration/*-deploy-config.yml``,
+shared/deploy_config.py): models 1 CPU / 1 GB, router 0.1 CPU / 0.5 GB, key auth as
+``authEnabled`` says; on AKS ``replica_max_concurrent_requests`` is what one container serves at
+once (``shared.deploy_config.concurrency``). Keys are read with ``get_keys()`` only when asked for.
+
+Secrets never go into an environment definition: Azure ML stores ``Environment`` objects in the
+workspace, readable by everyone who can read the workspace. The router's group keys
+(``MANYMODELS_SERVICE_KEYS``, put into its config by shared/flows/deploy.py) are moved into the
+workspace's Key Vault instead, and the environment only names the secret; the router reads it at
+start with its managed identity (scoring/service_keys.py). Any other variable whose name says it
+holds a secret is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +27,7 @@ from azureml.core.model import InferenceConfig
 from azureml.core.webservice import AciWebservice, AksWebservice
 
 from pipelines.aml.environments import REPO_ROOT, scoring_environment
+from shared.deploy_config import concurrency
 from shared.errors import InvalidValue, NotFound, Unavailable
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import (
@@ -40,6 +51,13 @@ STATE = {
     "Failed": ServiceState.FAILED,
 }
 COMPUTE_TYPE = {"ACI": ServiceKind.ACI, "AKS": ServiceKind.AKS}
+# the router's {service: key} (shared/flows/deploy.py KEYS_ENV) and what names it in Key Vault
+# instead (scoring/service_keys.py); tests/unit/test_aml_adapter.py keeps the names equal
+SERVICE_KEYS_ENV = "MANYMODELS_SERVICE_KEYS"
+VAULT_ENV = "MANYMODELS_SERVICE_KEYS_VAULT"
+SECRET_ENV = "MANYMODELS_SERVICE_KEYS_SECRET"
+_SECRET_WORDS = {"KEY", "KEYS", "SECRET", "SECRETS", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS",
+                 "SAS", "CONNECTIONSTRING"}
 
 
 def to_service(service) -> Service:
@@ -55,15 +73,46 @@ def to_service(service) -> Service:
 
 
 def deployment_config(config: ServiceConfig):
-    """The SDK deployment configuration: auth is always on (the router holds the keys)."""
+    """The SDK deployment configuration (``AciWebservice``/``AksWebservice.deploy_configuration``)."""
     tags = dict(config.tags) or None
     if config.kind == ServiceKind.ACI:
         return AciWebservice.deploy_configuration(cpu_cores=config.cpu_cores, memory_gb=config.memory_gb,
-                                                  auth_enabled=True, tags=tags)
+                                                  auth_enabled=config.auth_enabled, tags=tags)
     if config.kind == ServiceKind.AKS:
         return AksWebservice.deploy_configuration(cpu_cores=config.cpu_cores, memory_gb=config.memory_gb,
-                                                  auth_enabled=True, tags=tags)
+                                                  auth_enabled=config.auth_enabled, tags=tags,
+                                                  replica_max_concurrent_requests=concurrency(config.environment))
     raise InvalidValue(f"service kind {config.kind!r} is not allowed on Azure ML: expected 'aci' or 'aks'")
+
+
+def looks_secret(variable: str) -> bool:
+    """``API_KEY``, ``DB_PASSWORD``, ``AzureWebJobsStorage``-like connection strings, ..."""
+    words = set(re.split(r"[^A-Z0-9]+", variable.upper()))
+    return bool(words & _SECRET_WORDS) or "CONNECTION_STRING" in variable.upper()
+
+
+def secret_name(service: str) -> str:
+    """The Key Vault secret holding ``service``'s group keys (names: letters, digits, dashes)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", f"{service}-service-keys")[:127]
+
+
+def vault_url(ws) -> str:
+    """``https://<vault>.vault.azure.net`` of the workspace's Key Vault (its ARM id is in the details)."""
+    resource_id = str((ws.get_details() or {}).get("keyVault") or "")
+    name = resource_id.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise Unavailable("the workspace's details name no Key Vault (keyVault): the router's keys cannot be stored")
+    return f"https://{name}.vault.azure.net"
+
+
+def environment_without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
+    """``environment`` checked to hold no secret: a stored environment definition is readable by all."""
+    secret = sorted(k for k in environment if looks_secret(k) and k not in (VAULT_ENV, SECRET_ENV))
+    if secret:
+        raise InvalidValue(f"environment variables {', '.join(secret)} look like secrets and are not allowed in an "
+                           "Azure ML environment (every reader of the workspace can read it): read them at run "
+                           "time from Key Vault instead")
+    return dict(environment)
 
 
 def inference_config(config: ServiceConfig) -> InferenceConfig:
@@ -73,9 +122,10 @@ def inference_config(config: ServiceConfig) -> InferenceConfig:
     if not (source / script.name).is_file():
         raise InvalidValue(f"entry script {source / script.name} does not exist: check entry_script in the "
                            "deployment config")
-    # one environment per entry script: the router's carries the group keys, the models' none
+    # one environment per entry script; neither holds a secret (the router's names its Key Vault secret)
     environment = scoring_environment(f"manymodels-{script.stem.replace('_', '-')}")
-    environment.environment_variables = {**environment.environment_variables, **dict(config.environment)}
+    environment.environment_variables = {**environment.environment_variables,
+                                         **environment_without_secrets(config.environment)}
     return InferenceConfig(entry_script=script.name, source_directory=str(source), environment=environment)
 
 
@@ -101,6 +151,7 @@ class AmlServiceStore(ServiceStore):
     def deploy(self, name: str, models: Sequence[ModelRecord], config: ServiceConfig, *,
                timeout: float = 600) -> Service:
         deploy_config = deployment_config(config)
+        config = self._keys_to_vault(name, config)
         inference = inference_config(config)
         target = self._target(config)
         with sdk_call(f"deploy webservice {name!r} ({len(models)} models)"):
@@ -111,13 +162,18 @@ class AmlServiceStore(ServiceStore):
     def update(self, name: str, models: Sequence[ModelRecord], config: ServiceConfig, *,
                timeout: float = 600) -> Service:
         service = self._sdk_service(name)
+        deployment_config(config)  # refuses what the target does not support before anything changes
+        config = self._keys_to_vault(name, config)
         inference = inference_config(config)
         with sdk_call(f"update webservice {name!r} ({len(models)} models)"):
             if config.kind == ServiceKind.AKS:
-                service.update(models=self._models(models), inference_config=inference, auth_enabled=True,
-                               cpu_cores=config.cpu_cores, memory_gb=config.memory_gb)
+                service.update(models=self._models(models), inference_config=inference,
+                               auth_enabled=config.auth_enabled, cpu_cores=config.cpu_cores,
+                               memory_gb=config.memory_gb,
+                               replica_max_concurrent_requests=concurrency(config.environment))
             else:
-                service.update(models=self._models(models), inference_config=inference, auth_enabled=True)
+                service.update(models=self._models(models), inference_config=inference,
+                               auth_enabled=config.auth_enabled)
         return self._wait(service, name, timeout)
 
     def delete(self, name: str) -> None:
@@ -135,6 +191,27 @@ class AmlServiceStore(ServiceStore):
         return ServiceKeys(primary=primary or "", secondary=secondary or "")
 
     # ------------------------------------------------------------------ internals
+
+    def _keys_to_vault(self, name: str, config: ServiceConfig) -> ServiceConfig:
+        """``config`` with the router's group keys moved from its environment into the workspace's
+        Key Vault (secret :func:`secret_name`); the environment keeps only the vault and the name."""
+        environment = dict(config.environment)
+        keys = environment.pop(SERVICE_KEYS_ENV, None)
+        if keys is None:
+            return config
+        if config.kind == ServiceKind.ACI and keys.strip() not in ("", "{}"):
+            # refused here rather than failing the router's init() on ACI a few minutes later
+            raise InvalidValue(
+                f"the router {name!r} cannot be deployed to ACI while its groups use key auth: Azure ML "
+                "SDK v1 gives an ACI container no managed identity to read the keys from Key Vault, and "
+                "keys in its environment would be readable by every workspace reader. Deploy to AKS "
+                "(DEPLOY_AKS=true), where the router reads them with the cluster's identity")
+        secret = secret_name(name)
+        with sdk_call(f"store the group keys of {name!r} in the workspace's Key Vault"):
+            # stored even when empty ("{}"): a router whose groups lost auth must not keep old keys
+            self._ws.get_default_keyvault().set_secret(name=secret, value=keys)
+            vault = vault_url(self._ws)
+        return replace(config, environment={**environment, VAULT_ENV: vault, SECRET_ENV: secret})
 
     def _sdk_service(self, name: str):
         with sdk_call(f"get webservice {name!r}"):

@@ -12,14 +12,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from azure.eventgrid import SystemEventNames
+
 from shared.workspace.base import ModelRecord, Run, RunStatus
 from shared.workspace.local.db import utc_now
 
 LOCAL_TOPIC = ("/subscriptions/local/resourceGroups/local/providers/"
                "Microsoft.MachineLearningServices/workspaces/local")
-RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
-RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
-MODEL_REGISTERED = "Microsoft.MachineLearningServices.ModelRegistered"
+RUN_COMPLETED = SystemEventNames.MachineLearningServicesRunCompletedEventName.value
+RUN_STATUS_CHANGED = SystemEventNames.MachineLearningServicesRunStatusChangedEventName.value
+MODEL_REGISTERED = SystemEventNames.MachineLearningServicesModelRegisteredEventName.value
 PIPELINE_RUN_TYPE = "azureml.PipelineRun"
 
 # Azure ML's run status names (what ``runStatus`` holds on Azure).

@@ -28,11 +28,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from shared.errors import InvalidValue, NotFound
+from shared.workspace import newest
 from shared.workspace.base import ModelRecord, ModelRegistry, NewModel, parse_version
 from shared.workspace.local.db import Database, dumps, plain_cursor, utc_now
 
-# Azure ML's rule for model names (they become folder names here too).
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# Azure ML's rule for model names (model_name_validation in azureml/_model_management/_util.py; the
+# same as scoring/model_names.py). Names become folder names here too: fullmatch, since "$" alone
+# lets a trailing newline through.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _STAGING = ".models-staging"  # beside the models dir (same file system), never inside it
 _PLACE_IN_THREAD = 64  # models per call from which moving folders overlaps inserting rows
 
@@ -83,13 +86,20 @@ class _Placing(threading.Thread):
             self.error = e
 
 
+def model_problem(model: NewModel) -> str | None:
+    """Why ``model`` cannot be registered (its name or its artifact directory), or None."""
+    if not isinstance(model.name, str) or not _NAME.fullmatch(model.name):
+        return (f"model name {model.name!r} is not allowed: expected 1-255 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit")
+    if not isinstance(model.path, str | os.PathLike) or not os.path.isdir(model.path):
+        return f"model {model.name!r}: artifact directory {model.path!r} does not exist or is not a directory"
+    return None
+
+
 def _check(model: NewModel) -> None:
-    if not _NAME.match(model.name or "") or model.name in (".", ".."):
-        raise InvalidValue(f"model name {model.name!r} is not allowed: expected 1-255 letters, digits, "
-                           "'.', '_' or '-', starting with a letter or digit")
-    if not os.path.isdir(model.path):
-        raise InvalidValue(f"model {model.name!r}: artifact directory {model.path!r} does not exist or is "
-                           "not a directory")
+    problem = model_problem(model)
+    if problem:
+        raise InvalidValue(problem)
 
 
 def _strings(values: Mapping[str, object] | None) -> dict[str, str]:
@@ -112,16 +122,31 @@ class LocalModelRegistry(ModelRegistry):
         self.root = Path(root)
         self._root_made = False
 
-    def register_many(self, models: Iterable[NewModel], *, move: bool = False) -> list[ModelRecord]:
+    def register_many(self, models: Iterable[NewModel], *, move: bool = False,
+                      rejected: list[tuple[NewModel, str]] | None = None) -> list[ModelRecord]:
         """Register every model in one call; each gets the next version of its name.
 
         ``move=True`` moves each artifact directory into the registry instead of copying it: for
         outputs nobody reads afterwards (a training run's models), it saves a copy per model. On the
         same file system only; the directories are moved back if the registration fails.
+
+        A model with a name or artifact directory that is not allowed raises InvalidValue (nothing
+        is registered), unless ``rejected`` is given: it then gets ``(model, reason)`` and the
+        others are registered (a training run: one odd series must not cost the whole chunk).
         """
         models = list(models)
-        for model in models:
-            _check(model)
+        if rejected is None:
+            for model in models:
+                _check(model)
+        else:
+            kept = []
+            for model in models:
+                problem = model_problem(model)
+                if problem:
+                    rejected.append((model, problem))
+                else:
+                    kept.append(model)
+            models = kept
         if not models:
             return []
         if move and len({m.path for m in models}) == len(models) and self._same_file_system(models):
@@ -160,7 +185,8 @@ class LocalModelRegistry(ModelRegistry):
         placed: list[tuple[str, str]] = []  # (source, final) of every folder moved into place so far
         try:
             with self.db.transaction() as tx:
-                return self._insert(tx, staged, root, created, placed)
+                # the pointers inside the write lock too: two registrations never leave a stale one
+                return self._point_at_newest(tx, self._insert(tx, staged, root, created, placed))
         except BaseException:
             # Scoring reads the folders directly: no folder may outlive its rolled-back row.
             for source, final in placed:
@@ -218,6 +244,34 @@ class LocalModelRegistry(ModelRegistry):
             yield from conn.execute(f"SELECT name, MAX(version) FROM models WHERE name IN ({marks}) GROUP BY name",
                                     chunk)
 
+    def _point_at_newest(self, tx: sqlite3.Connection, records: list[ModelRecord]) -> list[ModelRecord]:
+        """Leave ``<name>/NEWEST_VERSION`` where the newest data's version is not the highest (a run that
+        finished late registered older data last), and none elsewhere: what batch forecasting serves
+        (shared/workspace/newest.py). Returns ``records``."""
+        names = sorted({r.name for r in records})
+        conn = plain_cursor(tx)
+        every: list[ModelRecord] = []
+        for i in range(0, len(names), 500):  # stay under SQLite's bound-parameter limit
+            chunk = names[i:i + 500]
+            every += [_record(r) for r in conn.execute(
+                f"SELECT {_COLUMNS} FROM models m WHERE m.name IN ({','.join('?' * len(chunk))})", chunk)]
+        run_ids = sorted({str(r.tags.get(newest.RUN_ID_TAG, "")) for r in every} - {""})
+        submitted = dict(conn.execute(f"SELECT run_id, submitted FROM runs WHERE run_id IN "
+                                      f"({','.join('?' * len(run_ids))})", run_ids).fetchall()) if run_ids else {}
+        highest: dict[str, int] = {}
+        for r in every:
+            highest[r.name] = max(highest.get(r.name, 0), r.version)
+        for name, chosen in newest.newest_per_name(every, submitted).items():
+            pointer = os.path.join(self.root, name, newest.NEWEST_VERSION_FILE)
+            if chosen.version == highest[name]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(pointer)
+            else:
+                with open(pointer + ".tmp", "w") as f:
+                    f.write(f"{chosen.version}\n")
+                os.replace(pointer + ".tmp", pointer)
+        return records
+
     def list(
         self,
         *,
@@ -271,3 +325,30 @@ class LocalModelRegistry(ModelRegistry):
                            "it was removed from the local workspace's models folder")
         shutil.copytree(source, target_dir, dirs_exist_ok=True)
         return str(target_dir)
+
+    supports_delete = True
+
+    def delete_versions(self, versions: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Delete model versions: rows in one transaction, then their artifact folders.
+
+        Rows go first: a crash in between leaves a folder nobody lists (harmless), never a listed
+        model without its folder. A name's latest version is never deleted (skipped): numbers here
+        come from ``MAX(version) + 1``, so deleting the latest would give its number to the next
+        registration, a different model under a version someone may have cached.
+        """
+        wanted = sorted({(str(n), int(v)) for n, v in versions})
+        if not wanted:
+            return []
+        deleted: list[tuple[str, int, str]] = []
+        with self.db.transaction() as tx:
+            for i in range(0, len(wanted), 400):  # stay under SQLite's bound-parameter limit
+                chunk = wanted[i:i + 400]
+                marks = ",".join("(?, ?)" for _ in chunk)
+                args = [x for pair in chunk for x in pair]
+                deleted += [tuple(r) for r in plain_cursor(tx).execute(
+                    f"SELECT name, version, path FROM models WHERE latest = 0 AND (name, version) IN "
+                    f"(VALUES {marks})", args)]
+            tx.executemany("DELETE FROM models WHERE name = ? AND version = ?", ((n, v) for n, v, _ in deleted))
+        for _, _, path in deleted:
+            shutil.rmtree(path, ignore_errors=True)
+        return [(n, v) for n, v, _ in deleted]

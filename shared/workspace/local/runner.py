@@ -63,12 +63,18 @@ def run_config(run: Run) -> ParallelRunConfig:
     return load_parallel_config(run.kind)
 
 
-def job_arguments(run: Run, home: Path) -> list[str]:
-    """The entry script's arguments (contracts §3)."""
+AUTOML = "automl"
+
+
+def job_arguments(run: Run, home: Path, *, training_method: str = "customscript") -> list[str]:
+    """The entry script's arguments (contracts §3). ``TRAINING_METHOD=automl`` on the local backend is
+    the built-in per-series model search: ``scoring/train.py --model-type auto``
+    (scoring/forecaster/selection.py); Azure AutoML itself comes with the Azure ML v2 backend."""
     settings_file = str(run.parameters.get("settings_file") or DEFAULT_SETTINGS_FILE)
     common = ["--settings-file", settings_file, "--output-dir", str(run_dir(home, run.run_id) / "outputs")]
     if run.kind == PipelineKind.TRAINING:
-        return [*common, "--run-id", run.run_id, "--dataset-version", str(run.dataset_version)]
+        automl = ["--model-type", "auto"] if training_method == AUTOML else []
+        return [*common, "--run-id", run.run_id, "--dataset-version", str(run.dataset_version), *automl]
     return [*common, "--models-dir", str(Path(home) / "models")]
 
 
@@ -76,19 +82,27 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _start(runs: LocalRunStore, home: Path, run_id: str) -> tuple[Run, LocalParallelRun] | None:
+def _start(runs: LocalRunStore, home: Path, run_id: str, *, training_method: str = "customscript",
+           ) -> tuple[Run, LocalParallelRun] | None:
     """Mark the run running and start its worker processes; None when it is already final."""
     run = runs.get(run_id)
     if run.status.is_final:
         log.warning("run %s is already %s; nothing to do", run_id, run.status)
         return None
     config = run_config(run)
-    pool = LocalParallelRun(config, script=config.entry_script_path(), arguments=job_arguments(run, home),
+    automl = run.kind == PipelineKind.TRAINING and training_method == AUTOML
+    if automl:
+        log.info("TRAINING_METHOD=automl: running the built-in per-series model search (model_type auto: a "
+                 "rolling-origin backtest of every model type per series) instead of the settings' model_type")
+    pool = LocalParallelRun(config, script=config.entry_script_path(),
+                            arguments=job_arguments(run, home, training_method=training_method),
                             run_dir=run_dir(home, run_id))
     pool.start()  # first: its fork server spends a second importing the entry script's libraries
     try:
         run = runs.update(run_id, status=RunStatus.RUNNING, started=utc_now(),
-                          outputs={"runner_pid": str(os.getpid()), "run_dir": str(run_dir(home, run_id))})
+                          outputs={"runner_pid": str(os.getpid()), "run_dir": str(run_dir(home, run_id)),
+                                   **({"training_method": "automl (local: built-in model search, model_type auto)"}
+                                      if automl else {})})
     except Conflict:  # it ended meanwhile (canceled, reconciled)
         pool.close()
         return None
@@ -113,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home).expanduser().resolve()
     settings = Settings.from_env().replace(home=home)
     runs = LocalRunStore(connect(home))
-    started = _start(runs, home, args.run_id)
+    started = _start(runs, home, args.run_id, training_method=settings.training_method)
     if started is None:
         return 0
     run, pool = started

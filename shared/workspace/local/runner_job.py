@@ -83,6 +83,7 @@ class RunExecution:
         self.outputs: dict[str, str] = {}
         self.failures: list[SeriesFailure] = []
         self.fallback: list[dict[str, str]] = []
+        self.warnings: list[dict[str, str]] = []
 
     @functools.cached_property
     def workspace(self) -> LocalWorkspace:
@@ -158,7 +159,7 @@ class RunExecution:
 
             schema = DatasetSchema.load(self.run.parameters.get("settings_file") or None)
             rows = runner_steps.collect_rows(outcome, inputs, series_of=_forecast_series(schema))
-        self.failures, self.fallback = rows.failures, rows.fallback
+        self.failures, self.fallback, self.warnings = rows.failures, rows.fallback, rows.warnings
         self.record(**rows.counts)
         return rows
 
@@ -167,9 +168,9 @@ class RunExecution:
 
         models = runner_steps.read_manifest(self.outputs_dir, rows.batches)
         log.info("registering %s models", len(models))
-        registered = runner_steps.register(self.workspace.models, models,
+        registered = runner_steps.register(self.workspace.models, models, failures=self.failures,
                                            progress=lambda n: self.record(models_registered=n))
-        self.record(models_registered=registered)
+        self.record(models_registered=registered, failed=len(self.failures))
 
     def _predictions(self, rows: RunRows) -> None:
         from shared.workspace.local import runner_steps
@@ -190,7 +191,7 @@ class RunExecution:
                                 "counts": self.counts, "outputs": self.outputs,
                                 "failed": [{"file": f.file, "series": f.series, "reason": f.reason}
                                            for f in self.failures],
-                                "fallback": self.fallback}
+                                "fallback": self.fallback, "warnings": self.warnings}
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{RESULTS_FILE}.tmp"
         tmp.write_text(json.dumps(body, indent=1, default=str))

@@ -7,6 +7,9 @@ Behaves like Azure ML's ParallelRunStep (``ParallelRunConfig`` semantics):
 - a ``run()`` call longer than ``run_invocation_timeout`` seconds has its process killed and
   replaced (the new process runs ``init()`` again); a mini-batch whose ``run()`` raised, timed out
   or whose process died is queued again until it has had ``run_max_try`` tries;
+- a process that dies in ``init()`` (killed, out of memory) is replaced like that too: the job
+  fails only when ``run_max_try`` processes in a row died in ``init()`` (an ``init()`` that
+  *raises* fails the job at once: the script is broken, another process would fail the same way);
 - ``error_threshold`` counts failed items (files of mini-batches that used up their tries, plus the
   failure rows run() returned); ``allowed_failed_count`` counts such mini-batches; going above
   either (when not -1) aborts the job;
@@ -130,6 +133,7 @@ class LocalParallelRun:
         self._context: BaseContext | None = None
         # init() gets longer than run(): it may load many models
         self._init_timeout = max(3 * config.run_invocation_timeout, 120)
+        self._init_deaths = 0  # processes in a row that died in init() (one getting ready resets it)
 
     # ------------------------------------------------------------------ public
 
@@ -151,6 +155,7 @@ class LocalParallelRun:
         self._pending: deque[int] = deque(range(len(self._batches)))
         self._done = 0
         self._files_done = 0
+        self._init_deaths = 0
         self.outcome = ParallelOutcome()
         for folder in ("user/error", "sys/job_report"):
             (self.logs / folder).mkdir(parents=True, exist_ok=True)
@@ -245,6 +250,7 @@ class LocalParallelRun:
         kind = message[0]
         if kind == "ready":
             w.ready = True
+            self._init_deaths = 0
             log.info("process%03d ready (init() done) %.2fs after its start", w.index, time.monotonic() - w.started)
         elif kind == "init_failed":
             self._write_error(f"process{w.index:03d}.init.txt", message[1])
@@ -282,7 +288,16 @@ class LocalParallelRun:
         if batch_id is not None:
             self._failed(batch_id, f"run() was interrupted: {reason}", 0.0, w)
         elif not w.ready:
-            self.outcome.aborted = f"a worker process running {self.script.name} died in init(): {reason}"
+            self._init_deaths += 1
+            tries = self.config.run_max_try
+            log_name = f"logs/user/stderr/process{w.index:03d}.stderr.txt"
+            if self._init_deaths >= tries:
+                self.outcome.aborted = (
+                    f"{self._init_deaths} worker processes running {self.script.name} in a row died in init() "
+                    f"(run_max_try={tries}); the last one: {reason}; see {log_name}")
+                return
+            log.warning("process%03d died in init() (%s of run_max_try=%s in a row): %s; starting another",
+                        w.index, self._init_deaths, tries, reason)
 
     # ------------------------------------------------------------------ outcomes
 

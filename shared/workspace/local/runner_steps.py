@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import InvalidValue
+from shared.paths import path_inside
 from shared.workspace.base import NewModel, SeriesFailure
 from shared.workspace.local.models import LocalModelRegistry
 from shared.workspace.local.runner_inputs import RunInputs
@@ -45,6 +46,8 @@ class RunRows:
     batches: list[RowBatch] = field(default_factory=list)
     failures: list[SeriesFailure] = field(default_factory=list)
     fallback: list[dict[str, str]] = field(default_factory=list)
+    # series whose rows carry warnings (training: target values not used; forecasting: a future gap filled)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
@@ -101,9 +104,40 @@ def collect_rows(outcome: ParallelOutcome, inputs: RunInputs, *, series_of: Call
         rows.failures.extend(SeriesFailure(file=names.get(path, Path(path).name), series="",
                                            reason=f"mini-batch failed after {lost.tries} tries: {lost.reason}")
                              for path in lost.files)
+    rows.warnings = _warned(batches, series_of)
     rows.counts = {"files": len(inputs.files), "rows": sum(len(b) for b in batches), "succeeded": succeeded,
-                   "fallback": len(rows.fallback), "failed": len(rows.failures)}
+                   "fallback": len(rows.fallback), "failed": len(rows.failures), "warnings": len(rows.warnings),
+                   **model_type_counts(batches)}
     return rows
+
+
+def _warned(batches: Sequence[RowBatch], series_of: Callable[[dict], str]) -> list[dict[str, str]]:
+    """One record per series with warnings: a non-empty ``warnings`` column (scoring/train.py) or, where
+    there is none, the ``reason`` of an ``ok`` row (scoring/forecast.py: a gap in the future data)."""
+    out: dict[str, dict[str, str]] = {}
+    for batch in batches:
+        column = batch.column("warnings")
+        if column is None:
+            statuses, reasons = batch.column("status") or (), batch.column("reason") or ()
+            column = [r if str(s) == "ok" else "" for s, r in zip(statuses, reasons, strict=False)]
+        for i, value in enumerate(column):
+            if _text(value):
+                record = {name: values[i] for name, values in zip(batch.names, batch.values, strict=True)}
+                out.setdefault(series_of(record), {"series": series_of(record), "warnings": _text(value)})
+    return list(out.values())
+
+
+def model_type_counts(batches: Sequence[RowBatch]) -> dict[str, int]:
+    """``model_type_<type>``: trained series (ok or fallback) per model type; with ``model_type: auto``
+    these are the types the backtest chose (scoring/forecaster/selection.py)."""
+    counts: dict[str, int] = {}
+    for batch in batches:
+        kinds, statuses = batch.column("model_type"), batch.column("status")
+        for kind, status in zip(kinds or (), statuses or (), strict=False):
+            if str(status) in ("ok", "fallback") and _text(kind):
+                key = f"model_type_{_text(kind)}"
+                counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def training_series(record: dict) -> str:
@@ -147,24 +181,34 @@ def _manifest_model(line: str, output_dir: Path, where: str) -> NewModel | None:
         return None
     try:
         entry = json.loads(line)
-        path = entry["path"]
-        return NewModel(name=str(entry["name"]), path=os.path.join(output_dir, path),  # absolute paths stay
+        # absolute paths stay; registration moves the folder into the registry: never one from outside
+        path = str(path_inside(output_dir, entry["path"], what="artifact path"))
+        return NewModel(name=str(entry["name"]), path=path,
                         tags={str(k): str(v) for k, v in (entry.get("tags") or {}).items()},
                         properties={str(k): _text(v) for k, v in (entry.get("properties") or {}).items()})
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, InvalidValue) as e:
         log.warning("skipped a broken models manifest line %s (%s)", where, e)
         return None
 
 
-def register(registry: LocalModelRegistry, models: list[NewModel], *, progress: Callable[[int], None]) -> int:
+def register(registry: LocalModelRegistry, models: list[NewModel], *, progress: Callable[[int], None],
+             failures: list[SeriesFailure] | None = None) -> int:
     """Register ``models`` in bulk (a few big ``register_many`` calls); returns how many.
 
     The run's artifact directories are scratch: the registry takes them over (a rename each) rather
-    than copying them.
+    than copying them. A model the registry refuses (its name or folder) becomes a per-series entry
+    of ``failures`` (logged when none is given); the rest of its chunk is registered.
     """
     done = 0
     for chunk in _chunks(models, REGISTER_CHUNK):
-        done += len(registry.register_many(chunk, move=True))
+        rejected: list[tuple[NewModel, str]] = []
+        done += len(registry.register_many(chunk, move=True, rejected=rejected))
+        for model, reason in rejected:
+            failure = SeriesFailure(file="", series=str(model.name), reason=f"not registered: {reason}")
+            if failures is None:
+                log.warning("model %r not registered: %s", model.name, reason)
+            else:
+                failures.append(failure)
         progress(done)
     return done
 

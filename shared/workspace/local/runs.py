@@ -7,8 +7,10 @@ the local pipeline runner writes with: :meth:`LocalRunStore.create` and
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from shared.errors import AlreadyExists, Conflict, InvalidValue, NotFound, OperationTimeout
@@ -169,6 +171,30 @@ class LocalRunStore(RunStore):
                                        f"runs/{run_id}/logs in the local workspace, or wait longer")
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, _WAIT_MAX_DELAY)
+
+    # ------------------------------------------------------------------ retention
+
+    supports_delete = True
+
+    def delete_runs(self, run_ids: Sequence[str]) -> list[str]:
+        """Delete final runs: their rows in one transaction (failures cascade), then their folders
+        ``<home>/runs/<run_id>`` (shared/workspace/local/runner.py ``run_dir``). A run that is not
+        final is never deleted, whatever the caller asks: its runner may still write there."""
+        ids = sorted(set(run_ids))
+        final = [str(s) for s in RunStatus if s.is_final]
+        deleted: list[str] = []
+        with self.db.transaction() as tx:
+            for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+                chunk = ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                deleted += [r[0] for r in tx.execute(
+                    f"SELECT run_id FROM runs WHERE run_id IN ({marks}) AND status IN "
+                    f"({','.join('?' * len(final))})", (*chunk, *final))]
+            tx.executemany("DELETE FROM runs WHERE run_id = ?", ((r,) for r in deleted))
+        runs_dir = Path(self.db.path).parent / "runs"
+        for run_id in deleted:
+            shutil.rmtree(runs_dir / run_id, ignore_errors=True)
+        return deleted
 
 
 def _insert_failures(conn, run_id: str, failures: Sequence[SeriesFailure], *, first: int) -> None:

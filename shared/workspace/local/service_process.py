@@ -10,6 +10,13 @@ Every service listens on two ports: its stable scoring port, opened with ``SO_RE
 new process can open it while the old one still answers (a rolling restart keeps the endpoint),
 and a private health port that only this process owns (so a health check never reaches the old
 process).
+
+A started process is recorded before it can take traffic: it waits on its stdin for ``go`` (sent
+once the caller has written down its pid and start time, see ``services.py``) and exits when the
+pipe closes without it - so a caller killed between starting and recording it (a ``SIGKILL`` of the
+local host during a rolling update) leaves no unrecorded server on the shared port. Every process
+also carries :data:`HOME_ENV` / :data:`NAME_ENV` in its environment, so the strays of one home (a
+process no record points at) are found in ``/proc/<pid>/environ``, never another home's.
 """
 
 from __future__ import annotations
@@ -24,21 +31,31 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.errors import OperationTimeout, Unavailable
+from shared.processes import pids_with_environment, proc_stat, process_environ, start_ticks
 
 HOST = "127.0.0.1"
 REQUEST_LOG_ENV = "MANYMODELS_REQUEST_LOG"  # "true": log every request in the service's log
 MARKER = "manymodels-local-service"
+HOME_ENV = "MANYMODELS_SERVICE_HOME"  # the home whose services table owns the process
+NAME_ENV = "MANYMODELS_SERVICE_NAME"  # the service it serves
+GO = b"go\n"
+NOT_RECORDED_EXIT = 75  # the launcher's code when its starter went away before recording it
 # gunicorn formats every access-log line (headers, times: a measurable share of a local call's CPU)
 # before the logger's level drops it; this logger class (gunicorn's --logger-class) asks the level first.
 LAUNCHER = (
     f"# {MARKER}\n"
-    "import logging, sys\n"
+    "import logging, os, sys\n"
+    f"if sys.stdin.buffer.readline() != {GO!r}:\n"
+    f"    sys.exit({NOT_RECORDED_EXIT})  # nobody recorded this process: it must not serve\n"
+    "_null = os.open(os.devnull, os.O_RDONLY)\n"
+    "os.dup2(_null, 0)\n"
+    "os.close(_null)\n"
     "from gunicorn import glogging\n"
     "from azureml_inference_server_http import amlserver\n"
     "class QuietAccessLogger(glogging.Logger):\n"
@@ -51,7 +68,7 @@ LAUNCHER = (
 )
 # Variables of the parent that must not leak into a service (they would change what it serves).
 _DROP_ENV = ("AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "AML_APP_ROOT", "SERVER_PORT", "HEALTH_PORT",
-             "GUNICORN_CMD_ARGS", "WORKER_COUNT", "AZUREML_CONFIG_FILE")
+             "GUNICORN_CMD_ARGS", "WORKER_COUNT", "AZUREML_CONFIG_FILE", HOME_ENV, NAME_ENV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,8 @@ class ProcessInfo:
     model_dir: str
     log: str
     started: float
+    start_ticks: int = 0  # /proc/<pid>/stat start time: a later process reusing the pid is not this one
+    home: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +94,7 @@ class ProcessInfo:
         try:
             return cls(int(data["pid"]), int(data["port"]), int(data["health_port"]), str(data["entry_script"]),
                        str(data["app_root"]), str(data["model_dir"]), str(data.get("log", "")),
-                       float(data.get("started", 0)))
+                       float(data.get("started", 0)), int(data.get("start_ticks", 0)), str(data.get("home", "")))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -91,10 +110,15 @@ def port_is_free(port: int) -> bool:
 
 
 def start(*, entry_script: Path, model_dir: Path, port: int, health_port: int, log_file: Path,
-          environment: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """Start the server in its own session (it outlives the CLI); returns at once."""
+          environment: Mapping[str, str], home: Path, name: str,
+          record: Callable[[int, int], None]) -> subprocess.Popen[bytes]:
+    """Start the server in its own session (it outlives the CLI); returns once ``record(pid, start_ticks)``
+    has returned and the process was let go (before that it cannot open its ports). When ``record``
+    raises, the process is stopped."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
-    env.update(environment)
+    env.update({k: v for k, v in environment.items() if k not in (HOME_ENV, NAME_ENV)})
+    env[HOME_ENV] = str(Path(home).resolve())
+    env[NAME_ENV] = name
     gunicorn_args = environment.get("GUNICORN_CMD_ARGS", "")
     # --no-control-socket: gunicorn 27 would share one control socket (~/.gunicorn/gunicorn.ctl) between
     # every service; --reuse-port: the rolling restart opens the port beside the old process.
@@ -110,12 +134,29 @@ def start(*, entry_script: Path, model_dir: Path, port: int, health_port: int, l
     # The scoring directory stays importable: it is the working directory.
     env["AML_APP_ROOT"] = str(_logging_root(log_file.parent, request_log=_truthy(environment.get(REQUEST_LOG_ENV))))
     with open(log_file, "ab") as out:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-c", LAUNCHER, "--entry_script", str(entry_script), "--model_dir", str(model_dir),
              "--port", str(port), "--health_port", str(health_port)],
-            cwd=app_root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=app_root, env=env, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    assert process.stdin is not None
+    try:
+        record(process.pid, start_ticks(process.pid))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # the launcher exits on EOF without "go"; killed too, to be sure
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    try:
+        process.stdin.write(GO)
+        process.stdin.close()
+    except BrokenPipeError:  # it exited already: the health check reports that, with its log
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    return process
 
 
 def _truthy(value: str | None) -> bool:
@@ -135,8 +176,12 @@ def _logging_root(folder: Path, *, request_log: bool) -> Path:
     return root
 
 
-def is_alive(pid: int) -> bool:
-    """True when ``pid`` is a running process of ours (a reaped zombie counts as dead)."""
+def is_alive(pid: int, *, ticks: int = 0, home: Path | str | None = None) -> bool:
+    """True when ``pid`` is a running service process of ours (a reaped zombie counts as dead).
+
+    ``ticks`` (its recorded start time, 0: unknown) and ``home`` rule out a later process that
+    reuses the pid, and another home's service.
+    """
     if pid <= 0:
         return False
     with contextlib.suppress(ChildProcessError, OSError):
@@ -149,10 +194,17 @@ def is_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return False  # someone else's process reusing the pid
-    return _is_ours(pid)
+    return _is_ours(pid, ticks=ticks, home=home)
 
 
-def _is_ours(pid: int) -> bool:
+def _is_ours(pid: int, *, ticks: int = 0, home: Path | str | None = None) -> bool:
+    stat = proc_stat(pid)
+    if stat is not None and ticks and stat.start_ticks != ticks:
+        return False  # the pid was reused by a later process
+    if stat is not None and home is not None:
+        env = process_environ(pid)
+        if env is not None and env.get(HOME_ENV) != str(Path(home).resolve()):
+            return False  # another home's service (or not a service at all)
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -193,28 +245,57 @@ def _tail(log_file: Path | None, lines: int = 8) -> str:
     return "\n  " + "\n  ".join(text) if text else ""
 
 
-def stop(pid: int, *, timeout: float = 15.0, wait: bool = True) -> None:
+def stop(pid: int, *, timeout: float = 15.0, wait: bool = True, ticks: int = 0,
+         home: Path | str | None = None) -> None:
     """Stop the service's process group (gunicorn master and its worker): TERM, then KILL.
 
     TERM is gunicorn's graceful stop: requests in flight finish (up to ``--graceful-timeout``).
     With ``wait=False`` it only asks, for a rolling restart that need not wait for the old process.
+    ``ticks`` and ``home`` as for :func:`is_alive`: a process that is not the one meant is left alone.
     """
-    if not is_alive(pid):
+    if not is_alive(pid, ticks=ticks, home=home):
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
+    _signal(pid, signal.SIGTERM)
     if not wait:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not is_alive(pid):
+        if not is_alive(pid, ticks=ticks, home=home):
             return
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, 0)
 
 
+def _signal(pid: int, sig: int) -> None:
+    """Signal the process group ``pid`` leads (gunicorn master and workers); a process that leads
+    none (a worker left behind by a killed master) alone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
 def describe(info: ProcessInfo) -> str:
     return json.dumps(info.to_dict(), sort_keys=True)
+
+
+def running_in(home: Path | str, name: str | None = None) -> dict[int, tuple[str, int]]:
+    """Every live service process of ``home`` (of service ``name`` only, when given), found by the
+    marker variables in ``/proc/<pid>/environ``: {pid: (service name, start ticks)}. Only process
+    group leaders (gunicorn masters): stopping one stops its group, its workers with it."""
+    wanted = {HOME_ENV: str(Path(home).resolve())}
+    if name is not None:
+        wanted[NAME_ENV] = name
+    found = {}
+    for pid in pids_with_environment(**wanted):
+        stat = proc_stat(pid)
+        env = process_environ(pid)
+        if stat is None or env is None or stat.state == "Z":
+            continue
+        if stat.pgrp != pid and proc_stat(stat.pgrp) is not None:
+            continue  # a worker of a live master: stopped with its group
+        found[pid] = (env.get(NAME_ENV, ""), stat.start_ticks)
+    return found

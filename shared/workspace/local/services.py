@@ -12,15 +12,22 @@ once it answers on its health port.
 - **delete** is idempotent; :meth:`stop_all` (``manymodels down``) stops every process but keeps
   the records, :meth:`restart_stale` (``manymodels up``) starts the ones whose process is gone,
   :meth:`delete_all` (``manymodels deploy --target local --delete-all``) removes everything;
-- there are no keys: services listen on loopback only (:meth:`get_keys` returns empty keys).
+- there are no keys: services listen on loopback only (:meth:`get_keys` returns empty keys);
+- a process is recorded before it can take traffic (``<generation>/process.json``: pid, ports,
+  home, start time; see ``service_process.py``), and the processes of this home that no record
+  points at (``strays``: left by a caller killed in the middle of an update) are stopped by the
+  next update of their service, by ``manymodels up`` (:meth:`restart_stale`) and by ``manymodels
+  down`` (:meth:`stop_all`). They are found by the home and service name in their environment,
+  and told from a later process reusing the pid by their start time: never another home's.
 
-Layout: ``<home>/services/<name>/<generation>/{models/, service.log}`` and ``<name>.lock``.
+Layout: ``<home>/services/<name>/<generation>/{models/, service.log, process.json}`` and ``<name>.lock``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -52,6 +59,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 _SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CONNECTION")
 STOPPED = "stopped by 'manymodels down': 'manymodels up' starts it again"
+RECORD_FILE = "process.json"
 
 
 def _public_env(environment: dict[str, str]) -> dict[str, str]:
@@ -63,7 +71,8 @@ class LocalServiceStore(ServiceStore):
     def __init__(self, workspace: LocalWorkspace) -> None:
         self.workspace = workspace
         self.db = workspace.db
-        self.root = Path(workspace.home) / "services"
+        self.home = Path(workspace.home).resolve()
+        self.root = self.home / "services"
 
     # ------------------------------------------------------------------ reading
 
@@ -74,7 +83,7 @@ class LocalServiceStore(ServiceStore):
     def _service(self, row: dict[str, Any]) -> Service:
         info = proc.ProcessInfo.from_dict(loads(row["process"]))
         state, error = ServiceState(row["state"]), row["error"]
-        if state == ServiceState.HEALTHY and (info is None or not proc.is_alive(info.pid)):
+        if state == ServiceState.HEALTHY and (info is None or not self._alive(info)):
             state = ServiceState.UNHEALTHY
             error = f"process {info.pid if info else '?'} is not running: 'manymodels up' or a redeploy starts it"
         return Service(name=row["name"], kind=ServiceKind(row["kind"]), state=state, scoring_uri=row["scoring_uri"],
@@ -101,6 +110,17 @@ class LocalServiceStore(ServiceStore):
         row = self._row(name)
         return proc.ProcessInfo.from_dict(loads(row["process"])) if row else None
 
+    def _alive(self, info: proc.ProcessInfo) -> bool:
+        return proc.is_alive(info.pid, ticks=info.start_ticks, home=self._home_of(info))
+
+    def _stop(self, info: proc.ProcessInfo, *, wait: bool = True) -> None:
+        proc.stop(info.pid, ticks=info.start_ticks, home=self._home_of(info), wait=wait)
+
+    def _home_of(self, info: proc.ProcessInfo) -> Path | None:
+        # A record written before processes carried their home (no start time either) is trusted
+        # by pid and command line, as it was then.
+        return self.home if info.start_ticks or info.home else None
+
     # ------------------------------------------------------------------ deploying
 
     def deploy(self, name: str, models: Sequence[ModelRecord], config: ServiceConfig, *,
@@ -116,9 +136,11 @@ class LocalServiceStore(ServiceStore):
     def _roll(self, name: str, models: Sequence[ModelRecord], config: ServiceConfig, timeout: float) -> Service:
         """Start a process serving ``models``; once healthy it replaces the old one (if any)."""
         entry = self._entry_script(config.entry_script)
+        # Not waited for: a stopping server closes its listening sockets at once.
+        self._stop_strays(name, wait=False)
         row = self._row(name)
         old = proc.ProcessInfo.from_dict(loads(row["process"])) if row else None
-        keep_port = old is not None and (proc.is_alive(old.pid) or proc.port_is_free(old.port))
+        keep_port = old is not None and (self._alive(old) or proc.port_is_free(old.port))
         port = old.port if keep_port and old is not None else None
         generation = self.root / name / f"g{time.time_ns()}"
         model_dir = generation / "models"
@@ -133,7 +155,7 @@ class LocalServiceStore(ServiceStore):
         if old is not None and old.pid != new.pid:
             # Graceful: its requests in flight finish. Not waited for: the record already points
             # at the new process, and models live in memory, so its folder can go now.
-            proc.stop(old.pid, wait=False)
+            self._stop(old, wait=False)
             self._remove_generation(Path(old.model_dir).parent)
         log.info("local service %s serves %d models on port %d (pid %d)", name, len(models), new.port, new.pid)
         return self.get(name)
@@ -145,8 +167,20 @@ class LocalServiceStore(ServiceStore):
         for attempt in (0, 1):
             scoring_port = port if port is not None else free_port()
             health_port = free_port()
+            started: dict[str, proc.ProcessInfo] = {}
+
+            def record(pid: int, ticks: int, scoring_port: int = scoring_port, health_port: int = health_port,
+                       started: dict[str, proc.ProcessInfo] = started) -> None:
+                info = proc.ProcessInfo(pid=pid, port=scoring_port, health_port=health_port,
+                                        entry_script=str(entry), app_root=str(entry.parent),
+                                        model_dir=str(model_dir), log=str(log_file), started=time.time(),
+                                        start_ticks=ticks, home=str(self.home))
+                self._write_record(model_dir.parent, name, info)
+                started["info"] = info
+
             process = proc.start(entry_script=entry, model_dir=model_dir, port=scoring_port,
-                                 health_port=health_port, log_file=log_file, environment=env)
+                                 health_port=health_port, log_file=log_file, environment=env, home=self.home,
+                                 name=name, record=record)
             try:
                 proc.wait_healthy(process.pid, health_port, timeout=timeout, log_file=log_file)
             except Unavailable as e:
@@ -160,10 +194,16 @@ class LocalServiceStore(ServiceStore):
                 proc.stop(process.pid)
                 self._remove_generation(model_dir.parent, keep_log=True)
                 raise
-            return proc.ProcessInfo(pid=process.pid, port=scoring_port, health_port=health_port,
-                                    entry_script=str(entry), app_root=str(entry.parent), model_dir=str(model_dir),
-                                    log=str(log_file), started=time.time())
+            return started["info"]
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _write_record(generation: Path, name: str, info: proc.ProcessInfo) -> None:
+        """Write down a process before it is let go (atomically: a reader never sees half of it)."""
+        generation.mkdir(parents=True, exist_ok=True)
+        tmp = generation / f".{RECORD_FILE}.tmp"
+        tmp.write_text(json.dumps({**info.to_dict(), "name": name}))
+        tmp.replace(generation / RECORD_FILE)
 
     def _save(self, name: str, info: proc.ProcessInfo, models: list[str], config: ServiceConfig) -> None:
         process = {**info.to_dict(), "config": {
@@ -216,7 +256,9 @@ class LocalServiceStore(ServiceStore):
             if row is not None:
                 info = proc.ProcessInfo.from_dict(loads(row["process"]))
                 if info is not None:
-                    proc.stop(info.pid)
+                    self._stop(info)
+            self._stop_strays(name, wait=True, recorded=None)
+            if row is not None:
                 with self.db.transaction() as tx:
                     tx.execute("DELETE FROM services WHERE name = ?", (name,))
             shutil.rmtree(self.root / name, ignore_errors=True)
@@ -225,24 +267,32 @@ class LocalServiceStore(ServiceStore):
         """Delete every local service (``manymodels deploy --target local --delete-all``), in parallel."""
         names = [s.name for s in self.list()]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(self.delete, names))
+            list(pool.map(self.delete, self._names()))
         return names
 
     def stop_all(self) -> list[str]:
-        """Stop every service process, keeping the records (``manymodels down``); returns the names stopped."""
+        """Stop every service process of this home, recorded or stray, keeping the records
+        (``manymodels down``); returns the names of the recorded services stopped."""
         with ThreadPoolExecutor(max_workers=8) as pool:
-            stopped = list(pool.map(self._stop_one, [s.name for s in self.list()]))
+            stopped = list(pool.map(self._stop_one, self._names()))
         return [name for name in stopped if name]
+
+    def _names(self) -> list[str]:
+        """The recorded services and those a process of this home serves (recorded or not)."""
+        recorded = [s.name for s in self.list()]
+        running = {n for n, _ in proc.running_in(self.home).values() if n and n not in recorded}
+        return recorded + sorted(running)
 
     def _stop_one(self, name: str) -> str | None:
         with self._locked(name):
             row = self._row(name)
             info = proc.ProcessInfo.from_dict(loads(row["process"])) if row else None
+            alive = info is not None and self._alive(info)
+            if info is not None and alive:
+                self._stop(info)
+            self._stop_strays(name, wait=True, recorded=None)
             if info is None:
                 return None
-            alive = proc.is_alive(info.pid)
-            if alive:
-                proc.stop(info.pid)
             with self.db.transaction() as tx:
                 tx.execute("UPDATE services SET state = ?, error = ?, updated = ? WHERE name = ?",
                            (str(ServiceState.UNHEALTHY), STOPPED, utc_now(), name))
@@ -254,6 +304,9 @@ class LocalServiceStore(ServiceStore):
         Each keeps its port when it is still free. Returns the names restarted; a service that
         fails to start is marked failed (with the reason) and the others still start.
         """
+        for name in self._names():
+            with self._locked(name):
+                self._stop_strays(name, wait=True)
         restarted = []
         for service in self.list():
             if service.state == ServiceState.HEALTHY:
@@ -277,7 +330,7 @@ class LocalServiceStore(ServiceStore):
         info = proc.ProcessInfo.from_dict(data)
         if info is None or not Path(info.model_dir).is_dir():
             raise Unavailable(f"local service {name!r} has no model directory to restart from: redeploy it")
-        if proc.is_alive(info.pid):
+        if self._alive(info):
             return
         cfg = data.get("config", {})
         port = info.port if proc.port_is_free(info.port) else None
@@ -289,6 +342,45 @@ class LocalServiceStore(ServiceStore):
                                auth_enabled=False, environment=dict(cfg.get("environment", {})),
                                tags=dict(cfg.get("tags", {})))
         self._save(name, new, list(loads(row["models"], [])), config)
+
+    # ------------------------------------------------------------------ strays
+
+    _KEEP = object()
+
+    def _stop_strays(self, name: str, *, wait: bool, recorded: Any = _KEEP) -> list[int]:
+        """Stop the processes of this home serving ``name`` that its record does not point at
+        (``recorded=None``: all of them). The caller holds the lock of ``name``: nobody is starting
+        one of its processes meanwhile. Returns the pids stopped."""
+        tidy = recorded is LocalServiceStore._KEEP
+        if recorded is LocalServiceStore._KEEP:
+            row = self._row(name)
+            recorded = proc.ProcessInfo.from_dict(loads(row["process"])) if row else None
+        strays = {pid: ticks for pid, (_, ticks) in proc.running_in(self.home, name).items()}
+        for info in self._records(name):  # where /proc tells no environments: the record files
+            if info.start_ticks and proc.is_alive(info.pid, ticks=info.start_ticks, home=self.home):
+                strays.setdefault(info.pid, info.start_ticks)
+        if recorded is not None:
+            strays = {pid: ticks for pid, ticks in strays.items()
+                      if not (pid == recorded.pid and (not recorded.start_ticks or ticks == recorded.start_ticks))}
+        for pid, ticks in strays.items():
+            log.warning("local service %s: stopping process %d, which no record points at (left by an "
+                        "interrupted start, or a replaced process still finishing its requests)", name, pid)
+            proc.stop(pid, ticks=ticks, home=self.home, wait=wait)
+        if tidy and recorded is not None:  # the folders of interrupted starts (the models are in memory)
+            keep = Path(recorded.model_dir).parent
+            for generation in (self.root / name).glob("g*"):
+                if generation != keep and generation.is_dir():
+                    self._remove_generation(generation)
+        return sorted(strays)
+
+    def _records(self, name: str) -> list[proc.ProcessInfo]:
+        infos = []
+        for path in (self.root / name).glob(f"*/{RECORD_FILE}"):
+            with contextlib.suppress(OSError, ValueError):
+                info = proc.ProcessInfo.from_dict(json.loads(path.read_text()))
+                if info is not None:
+                    infos.append(info)
+        return infos
 
     # ------------------------------------------------------------------ locking
 

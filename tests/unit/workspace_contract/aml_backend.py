@@ -12,6 +12,7 @@ conftest registers it (pytest puts this folder on ``sys.path``)::
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import threading
@@ -19,6 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
+
+from azureml._restclient.clientbase import ClientBase
+from azureml._restclient.models import RunDetailsDto, RunDto
+from azureml._restclient.utils import camel_case_transformer
 
 from shared.errors import NotFound
 from shared.settings import Settings
@@ -155,17 +160,25 @@ class FakeAzureML:
             [{"file": f.file, "series": f.series, "reason": f.reason} for f in run.failures])}
         self.runs[run.run_id] = SimpleNamespace(id=run.run_id, experiment=SimpleNamespace(name=run.experiment),
                                                 status=AML_STATUS[run.status], tags=tags, properties=properties,
-                                                submitted=run.submitted)
+                                                submitted=_utc(run.submitted), started=_utc(run.started),
+                                                ended=_utc(run.ended))
 
     def set_run_status(self, run_id: str, status: RunStatus) -> None:
         self.runs[run_id].status = AML_STATUS[status]
 
     def _sdk_run(self, record: SimpleNamespace):
-        run = mock.Mock(id=record.id, experiment=record.experiment, spec=["id", "experiment", "get_details"])
-        run.get_details.side_effect = lambda: {"runId": record.id, "status": record.status, "tags": record.tags,
-                                               "properties": record.properties,
-                                               "submittedTimeUtc": record.submitted}
-        return run
+        """A run as ``Run.get`` / ``Experiment.get_runs`` hand it out: its record is the service's
+        RunDto (fetched once, here) which ``_run_dto`` returns as ``dto_to_dictionary`` makes it
+        (snake_case keys, ISO times); ``get_details()`` answers the RunDetailsDto in camelCase,
+        without tags and without the creation time, like azureml-core's ``Run.get_details``."""
+        dto = RunDto(run_id=record.id, status=record.status, created_utc=record.submitted,
+                     start_time_utc=record.started, end_time_utc=record.ended, tags=dict(record.tags),
+                     properties=dict(record.properties))
+        details = RunDetailsDto(run_id=record.id, status=record.status, start_time_utc=record.started,
+                                end_time_utc=record.ended, properties=dict(record.properties), log_files={})
+        return SimpleNamespace(id=record.id, experiment=record.experiment, _run_dto=ClientBase.dto_to_dictionary(dto),
+                               get_details=lambda: details.as_dict(key_transformer=camel_case_transformer),
+                               get_tags=lambda: dict(record.tags), get_properties=lambda: dict(record.properties))
 
     def run_class(self):
         fake = self
@@ -204,6 +217,11 @@ class FakeAzureML:
                 return []
 
         return Webservice
+
+
+def _utc(text: str | None) -> dt.datetime | None:
+    """A time as the SDK deserializes it into a DTO (msrest's iso-8601: an aware datetime)."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def aml_backend(tmp_path: Path) -> Iterator:

@@ -6,12 +6,15 @@ which one it runs on.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from shared.errors import InvalidValue, NotFound, OperationTimeout
+from shared.ledger import parse_time
 from shared.workspace.base import (
     DatasetFile,
     DatasetMode,
@@ -229,6 +232,19 @@ def test_runs_are_read_back_and_listed_newest_first(backend, workspace: Workspac
     backend.set_run_status("run-1", RunStatus.COMPLETED)
     assert [r.run_id for r in workspace.runs.list(status=RunStatus.COMPLETED)] == ["run-1"]
     assert [r.run_id for r in workspace.runs.list(status=RunStatus.QUEUED)] == ["run-2"]
+
+
+def test_runs_keep_their_submission_start_and_end_times(backend, workspace: Workspace):
+    """``submitted`` orders runs (and rollouts, shared/ledger.py supersedes): it is the submission
+    time, also for a run that started after a younger one."""
+    backend.add_run(replace(new_run("old", submitted="2026-01-01T00:00:00Z", status=RunStatus.COMPLETED),
+                            started="2026-01-01T02:00:00Z", ended="2026-01-01T02:30:00Z"))
+    backend.add_run(replace(new_run("young", submitted="2026-01-01T01:00:00Z", status=RunStatus.COMPLETED),
+                            started="2026-01-01T01:10:00Z", ended="2026-01-01T01:20:00Z"))
+    expected = tuple(dt.datetime(2026, 1, 1, h, m, tzinfo=dt.UTC) for h, m in ((0, 0), (2, 0), (2, 30)))
+    for run in (workspace.runs.get("old"), next(r for r in workspace.runs.list() if r.run_id == "old")):
+        assert (parse_time(run.submitted), parse_time(run.started or ""), parse_time(run.ended or "")) == expected
+    assert [r.run_id for r in workspace.runs.list()] == ["young", "old"]
 
 
 def test_unknown_run_is_not_found(workspace: Workspace):
