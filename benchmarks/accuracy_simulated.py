@@ -31,15 +31,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scoring"))
-import forecast  # noqa: E402
-import forecaster  # noqa: E402
-import train  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make the checkout importable
+from shared.paths import REPO_ROOT
 
-from shared.data.calibration import BRANDS, calibrate  # noqa: E402
-from shared.data.simulate import write_simulated  # noqa: E402
+sys.path.insert(0, str(REPO_ROOT / "scoring"))
+import forecast
+import forecaster
+import train
+
+from shared.data.calibration import BRANDS, calibrate
+from shared.data.simulate import write_simulated
 
 TYPES = ("lr", "demand", "loglog", "snaive", "auto")
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--series", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    raw = json.loads((REPO / "pipelines" / "configuration" / "script_settings.json").read_text())
+    raw = json.loads((REPO_ROOT / "pipelines" / "configuration" / "script_settings.json").read_text())
     cal = calibrate()
     mapes: dict[str, float] = {}
     chosen: dict[str, int] = {}

@@ -25,15 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make the checkout importable
 
-from shared.data.simulate import write_simulated  # noqa: E402
-from shared.data.upload import upload_batch  # noqa: E402
-from shared.devhost import process  # noqa: E402
-from shared.devhost.chain import ChainWatcher, HostClient, StageClock  # noqa: E402
-from shared.settings import Settings, get_settings  # noqa: E402
-from shared.storage import azurite  # noqa: E402
+from shared.data.simulate import write_simulated
+from shared.data.upload import upload_batch
+from shared.devhost import process
+from shared.devhost.chain import ChainWatcher, HostClient, StageClock
+from shared.settings import Settings, get_settings
+from shared.storage import azurite
 
 
 def main(argv: list[str] | None = None) -> int:

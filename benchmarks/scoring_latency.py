@@ -32,19 +32,20 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scoring"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make the checkout importable
+from shared.paths import REPO_ROOT
 
-import forecaster  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import routing_webservice  # noqa: E402  (its HTTP/1.1 connection is the load generator's)
+sys.path.insert(0, str(REPO_ROOT / "scoring"))
 
-from shared.flows import deploy as flow  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.workspace.base import NewModel  # noqa: E402
-from shared.workspace.local.workspace import LocalWorkspace  # noqa: E402
+import forecaster
+import numpy as np
+import pandas as pd
+import routing_webservice  # its HTTP/1.1 connection is the load generator's
+
+from shared.flows import deploy as flow
+from shared.settings import Settings
+from shared.workspace.base import NewModel
+from shared.workspace.local.workspace import LocalWorkspace
 
 SETTINGS = forecaster.ScriptSettings(id_columns=("Store", "Brand"), target_column="Quantity",
                                      timestamp_column="WeekStarting", test_size=8, freq="W-THU", horizon=8)

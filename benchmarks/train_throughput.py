@@ -39,15 +39,15 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LinearRegression
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make the checkout importable
 
-from shared.commands.pipelines import run_on_folder  # noqa: E402
-from shared.data.schema import DatasetSchema  # noqa: E402
-from shared.data.simulate import write_simulated  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.workspace.base import NewModel, PipelineKind  # noqa: E402
-from shared.workspace.local.workspace import LocalWorkspace  # noqa: E402
+from shared.commands.pipelines import run_on_folder
+from shared.data.schema import DatasetSchema
+from shared.data.simulate import write_simulated
+from shared.paths import REPO_ROOT
+from shared.settings import Settings
+from shared.workspace.base import NewModel, PipelineKind
+from shared.workspace.local.workspace import LocalWorkspace
 
 LAGS = 4
 

@@ -7,11 +7,11 @@ Service keys are not in it: scoring/service_keys.py reads them at init (JSON ``{
 from the workspace's Key Vault on Azure ML, or from ``MANYMODELS_SERVICE_KEYS`` in the process
 environment locally; they never appear in an answer.
 
-- ``POST``: a JSON array of records (DESIGN.md §6). Records are bucketed by the service serving
+- ``POST``: a JSON array of records (docs/architecture.md §6). Records are bucketed by the service serving
   their model and the services are called concurrently (keep-alive connections per thread,
   connect/read timeouts, one retry on a connection error). The calls use a small HTTP/1.1 client
-  (:class:`Connection`) rather than ``http.client``, whose header parsing and two sends per request
-  cost more CPU than the routing itself. Answers come back in request order;
+  (scoring/router_http.py; benchmarks/scoring_latency.py and docs/benchmarks.md "Scoring latency"
+  show why it is not ``http.client``). Answers come back in request order;
   a record of an unknown model gets its own ``error`` with ``status: 404``, records of a service
   that is down or failing get ``status: 503`` (or the service's status), the rest succeed.
   When one service answers every record, its body is passed through untouched (no re-encoding).
@@ -40,8 +40,6 @@ import json
 import logging
 import math
 import os
-import socket
-import ssl
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +56,7 @@ if _HERE not in sys.path:  # imported from tests or tools rather than by the inf
 
 import model_names  # noqa: E402  # stdlib only: the router never loads pandas (forecaster would)
 import service_keys  # noqa: E402  # stdlib only: the group keys, never from a stored environment
+from router_http import CONNECTION_ERRORS, Connection, Endpoint  # noqa: E402  # stdlib only: the HTTP/1.1 client
 
 
 def model_name(model_type: str, ids: dict[str, Any]) -> str | None:
@@ -74,19 +73,17 @@ log = logging.getLogger("routing_webservice")
 STATE_FILE = "deployed_models_info.json"
 KEYS_ENV = "MANYMODELS_SERVICE_KEYS"
 JSON_HEADERS = {"Content-Type": "application/json"}
-_CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine,
-                      http.client.CannotSendRequest, http.client.ResponseNotReady, socket.gaierror)
 
 
 # NamedTuples, not dataclasses: the server imports this file without registering it in
-# sys.modules, which dataclasses need.
-class Endpoint(NamedTuple):
-    service: str
-    https: bool
-    host: str
-    port: int
-    path: str
-    headers: dict[str, str]
+# sys.modules, which dataclasses need. Endpoint (where to call a service) is scoring/router_http.py's.
+class Reply(NamedTuple):
+    """A service's answer to some records: ``body`` is the service's bytes (one JSON item per record
+    when ``status`` is 200), this request's part of a shared call (a list), or the reason (a str) it
+    could not be called."""
+
+    status: int
+    body: bytes | str | list[Any]
 
 
 class Routes(NamedTuple):
@@ -175,116 +172,6 @@ def init() -> None:
 
 # --------------------------------------------------------------------------- calling services
 
-_MAX_HEAD = 65536  # bytes of status line + headers accepted from a service
-_ssl_context: ssl.SSLContext | None = None
-
-
-class Response(NamedTuple):
-    status: int
-    body: bytes
-    will_close: bool
-
-    def read(self) -> bytes:
-        return self.body
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection to a service, with the part of ``http.client.HTTPConnection``'s
-    interface that :func:`call_service` uses: each request goes out in one send and the answer is read
-    with a plain parser (Content-Length, chunked, or up to the close)."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        global _ssl_context
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=_connect_timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if endpoint.https:
-            _ssl_context = _ssl_context or ssl.create_default_context()
-            sock = _ssl_context.wrap_socket(sock, server_hostname=endpoint.host)
-        sock.settimeout(_read_timeout)
-        self.sock = sock
-        default_port = 443 if endpoint.https else 80
-        self.host = endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
-        self.buffer = bytearray()
-
-    def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-
-    def getresponse(self) -> Response:
-        end = self._fill_until(b"\r\n\r\n", first=True)
-        lines = self.buffer[:end].decode("latin-1").split("\r\n")
-        del self.buffer[:end + 4]
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/") or not code.isdigit():
-            raise http.client.BadStatusLine(lines[0])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        status = int(code)
-        will_close = version == "HTTP/1.0" or "close" in headers.get("connection", "").lower()
-        if status < 200 or status in (204, 304):
-            return Response(status, b"", will_close)
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return Response(status, self._read_chunked(), will_close)
-        if "content-length" in headers:
-            try:
-                length = int(headers["content-length"])
-            except ValueError:
-                raise http.client.BadStatusLine(f"Content-Length: {headers['content-length']}") from None
-            return Response(status, self._take(length), will_close)
-        while self._recv():  # no length: the body ends with the connection
-            pass
-        body = bytes(self.buffer)
-        self.buffer.clear()
-        return Response(status, body, True)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def _recv(self) -> bool:
-        data = self.sock.recv(65536)
-        self.buffer += data
-        return bool(data)
-
-    def _fill_until(self, marker: bytes, *, first: bool = False) -> int:
-        """The position of ``marker`` in the buffer, reading until it comes."""
-        while (end := self.buffer.find(marker)) < 0:
-            if len(self.buffer) > _MAX_HEAD:
-                raise http.client.LineTooLong("response head")
-            if not self._recv():
-                if first and not self.buffer:  # a kept-alive connection the service closed: retried
-                    raise http.client.RemoteDisconnected("the service closed the connection without a response")
-                raise http.client.IncompleteRead(bytes(self.buffer))
-        return end
-
-    def _take(self, length: int) -> bytes:
-        while len(self.buffer) < length:
-            if not self._recv():
-                raise http.client.IncompleteRead(bytes(self.buffer), length - len(self.buffer))
-        body = bytes(self.buffer[:length])
-        del self.buffer[:length]
-        return body
-
-    def _read_chunked(self) -> bytes:
-        body = bytearray()
-        while True:
-            end = self._fill_until(b"\r\n")
-            try:
-                size = int(self.buffer[:end].split(b";", 1)[0], 16)
-            except ValueError:
-                raise http.client.IncompleteRead(bytes(body)) from None
-            del self.buffer[:end + 2]
-            if size == 0:
-                while (end := self._fill_until(b"\r\n")) > 0:  # trailer lines, up to the empty one
-                    del self.buffer[:end + 2]
-                del self.buffer[:2]
-                return bytes(body)
-            body += self._take(size + 2)[:size]
-
-
 def _connection(endpoint: Endpoint, *, fresh: bool = False) -> Connection:
     conns = getattr(_local, "conns", None)
     if conns is None:
@@ -294,7 +181,7 @@ def _connection(endpoint: Endpoint, *, fresh: bool = False) -> Connection:
         return conn
     if conn is not None:
         conn.close()
-    conn = Connection(endpoint)
+    conn = Connection(endpoint, connect_timeout=_connect_timeout, read_timeout=_read_timeout)
     conns[endpoint.service] = conn
     return conn
 
@@ -316,7 +203,7 @@ def call_service(endpoint: Endpoint, body: bytes) -> tuple[int, bytes]:
             if response.will_close:
                 _drop(endpoint)
             return response.status, data
-        except _CONNECTION_ERRORS:
+        except CONNECTION_ERRORS:
             _drop(endpoint)
             if attempt:
                 raise
@@ -374,13 +261,14 @@ def _json(obj: Any, status: int = 200) -> AMLResponse:
     return AMLResponse(dumps(obj), status, JSON_HEADERS)
 
 
-def _call(endpoint: Endpoint, body: bytes) -> tuple[int, bytes | str]:
-    """Call one service; (status, body) or (503, reason) when it cannot be reached."""
+def _call(endpoint: Endpoint, body: bytes) -> Reply:
+    """Call one service; its (status, body), or (503, reason) when it cannot be reached."""
     try:
-        return call_service(endpoint, body)
+        status, data = call_service(endpoint, body)
     except (OSError, http.client.HTTPException) as e:
         log.warning("service %s unreachable: %s", endpoint.service, e)
-        return 503, f"service {endpoint.service} is unavailable ({type(e).__name__}: {e})"
+        return Reply(503, f"service {endpoint.service} is unavailable ({type(e).__name__}: {e})")
+    return Reply(status, data)
 
 
 # --------------------------------------------------------------------------- batching
@@ -395,7 +283,7 @@ class _Job:
         self.body, self.count = body, count
         self.ready = _NO_WAIT  # an Event of its own only when it has to wait
         self.lead = False  # woken to send the next call rather than with its answer
-        self.result: tuple[int, bytes | str | list[Any]] | None = None
+        self.result: Reply | None = None
 
 
 class _Lane:
@@ -414,11 +302,11 @@ _NO_WAIT = threading.Event()
 
 
 def _answer_bucket(endpoint: Endpoint, records: list[Any],
-                   raw: bytes | None = None) -> tuple[int, bytes | str | list[Any]]:
+                   raw: bytes | None = None) -> Reply:
     """Answer ``records`` (``raw``: their JSON array, when at hand) from one service: at once when it has
     a call slot free, else in its next call together with the other requests waiting for it.
 
-    Returns (status, body), (200, answers) when the call was shared, or (503, reason).
+    Returns the service's (status, body), (200, answers) when the call was shared, or (503, reason).
     """
     job = _Job(raw if raw is not None else dumps(records).encode(), len(records))
     lane = _lanes.get(endpoint.service) or _lanes.setdefault(endpoint.service, _Lane())
@@ -437,7 +325,7 @@ def _answer_bucket(endpoint: Endpoint, records: list[Any],
     return _lead(endpoint, lane, job)
 
 
-def _lead(endpoint: Endpoint, lane: _Lane, job: _Job) -> tuple[int, bytes | str | list[Any]]:
+def _lead(endpoint: Endpoint, lane: _Lane, job: _Job) -> Reply:
     """Send ``job`` with the jobs waiting on ``lane`` in one call, answer them, then hand the slot on."""
     batch = [job]
     try:
@@ -450,11 +338,11 @@ def _lead(endpoint: Endpoint, lane: _Lane, job: _Job) -> tuple[int, bytes | str 
             job.result = _call(endpoint, job.body)
         else:
             body = b"[" + b",".join(j.body.strip()[1:-1] for j in batch if j.count) + b"]"
-            _split(endpoint.service, batch, total, *_call(endpoint, body))
+            _split(endpoint.service, batch, total, _call(endpoint, body))
     except BaseException as e:  # never leave a waiting request without an answer
         for j in batch:
             if j.result is None:
-                j.result = 503, f"service {endpoint.service} call failed ({type(e).__name__}: {e})"
+                j.result = Reply(503, f"service {endpoint.service} call failed ({type(e).__name__}: {e})")
         raise
     finally:
         for j in batch[1:]:
@@ -476,8 +364,9 @@ def _joinable(raw: bytes) -> bool:
     return raw.lstrip()[:1] == b"[" and b"\x00" not in raw
 
 
-def _split(service: str, batch: list[_Job], total: int, status: int, body: bytes | str) -> None:
+def _split(service: str, batch: list[_Job], total: int, reply: Reply) -> None:
     """Give each job of a shared call its part of the answer (or the call's error)."""
+    status, body = reply
     if status == 200 and isinstance(body, bytes):
         try:
             answers = json.loads(body)
@@ -486,16 +375,17 @@ def _split(service: str, batch: list[_Job], total: int, status: int, body: bytes
         if isinstance(answers, list) and len(answers) == total:
             start = 0
             for j in batch:
-                j.result = 200, answers[start:start + j.count]
+                j.result = Reply(200, answers[start:start + j.count])
                 start += j.count
             return
-        status, body = 502, f"service {service} gave an answer that is not one item per record"
+        reply = Reply(502, f"service {service} gave an answer that is not one item per record")
     for j in batch:
-        j.result = status, body
+        j.result = reply
 
 
-def _place(answers: list[Any], records: list[Any], indexes: list[int], service: str,
-           status: int, body: bytes | str | list[Any]) -> None:
+def _place(answers: list[Any], records: list[Any], indexes: list[int], service: str, reply: Reply) -> None:
+    """Put each record's item of ``reply`` at its place in ``answers`` (or the call's error on each)."""
+    status, body = reply
     if status == 200 and isinstance(body, list) and len(body) == len(indexes):
         for i, item in zip(indexes, body, strict=True):
             answers[i] = item
@@ -550,22 +440,20 @@ def route(records: list[Any], routes: Routes,
         service, indexes = next(iter(buckets.items()))
         every = len(indexes) == len(records)
         raw = raw_request if every and raw_request is not None and _joinable(raw_request) else None
-        status, body = _answer_bucket(routes.endpoints[service], records if every else [records[i] for i in indexes],
-                                      raw)
-        if status == 200 and every and isinstance(body, bytes):
-            return None, body
-        _place(answers, records, indexes, service, status, body)
+        reply = _answer_bucket(routes.endpoints[service], records if every else [records[i] for i in indexes], raw)
+        if reply.status == 200 and every and isinstance(reply.body, bytes):
+            return None, reply.body
+        _place(answers, records, indexes, service, reply)
         return answers, None
     pool = _executor()
     (first, first_indexes), *others = buckets.items()
     futures = {service: pool.submit(_answer_bucket, routes.endpoints[service], [records[i] for i in indexes])
                for service, indexes in others}
     # this thread calls one service itself while the pool calls the others
-    status, body = _answer_bucket(routes.endpoints[first], [records[i] for i in first_indexes])
-    _place(answers, records, first_indexes, first, status, body)
+    _place(answers, records, first_indexes, first, _answer_bucket(routes.endpoints[first],
+                                                                  [records[i] for i in first_indexes]))
     for service, future in futures.items():
-        status, body = future.result()
-        _place(answers, records, buckets[service], service, status, body)
+        _place(answers, records, buckets[service], service, future.result())
     return answers, None
 
 

@@ -29,9 +29,9 @@ from typing import Any
 import yaml
 
 from shared.errors import InvalidValue
+from shared.paths import REPO_ROOT
 from shared.workspace.base import ServiceConfig, ServiceKind
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "pipelines" / "configuration"
 TARGETS = ("local", "aci", "aks")
 ROLES = ("models", "router")

@@ -1,4 +1,4 @@
-"""Event Grid and CloudEvents 1.0 payloads turned into typed, frozen events (DESIGN.md §4).
+"""Event Grid and CloudEvents 1.0 payloads turned into typed, frozen events (docs/architecture.md §2, docs/events.md).
 
 :func:`parse` accepts one event as a dict in either schema (what Event Grid delivers, what the
 local workspace writes to its outbox), reads its envelope through the SDK's own models

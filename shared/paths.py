@@ -3,6 +3,9 @@
 A name like ``../../x``, ``/etc/x`` or ``a/../../x`` joined to a folder points outside it; so can a
 symlink inside the folder. Model names never need it (scoring/model_names.py makes them one plain
 folder name); everything else that joins outside text to a local folder goes through here.
+
+``REPO_ROOT`` is the checkout itself, defined here once: the configuration files, the scoring
+scripts and the local tools (Azurite, the Functions app) are found relative to it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import re
 from pathlib import Path
 
 from shared.errors import InvalidValue
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def file_stem(text: str, *, limit: int = 100) -> str:

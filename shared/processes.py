@@ -12,6 +12,7 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 _PROC = Path("/proc")
+_KTHREADD = 2  # the parent of every kernel thread (which has no command line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,21 @@ def pids_with_environment(**wanted: str) -> Iterator[int]:
                 yield int(entry.name)
 
 
+def process_cmdline(pid: int) -> bytes | None:
+    """The command line of ``pid`` (``/proc/<pid>/cmdline``: NUL-separated arguments, empty while a
+    just-started process still execs); None when unreadable (gone, or no ``/proc``)."""
+    try:
+        return (_PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return None
+
+
 def pid_alive(pid: int) -> bool:
-    """True when ``pid`` runs; a zombie (exited, not yet reaped) counts as dead."""
+    """True when ``pid`` runs; a zombie (exited, not yet reaped) counts as dead.
+
+    A process of another user (``kill`` says ``PermissionError``) is alive: it exists. Whether it is
+    the process meant (ours, not a later one reusing the pid) is :func:`runs_command`'s question.
+    """
     if pid <= 0:
         return False
     try:
@@ -88,6 +102,22 @@ def pid_alive(pid: int) -> bool:
         return True
     stat = proc_stat(pid)
     return stat is None or stat.state != "Z"
+
+
+def runs_command(pid: int, marker: str) -> bool:
+    """True when ``pid`` is alive and its command line holds ``marker``: a later process that reuses
+    the pid (another user's included) does not count. An empty command line is trusted (``Popen``
+    returns before the kernel has set the new program's arguments), unless it is a kernel thread's;
+    so is the pid alone where there is no ``/proc`` (macOS)."""
+    if not pid_alive(pid):
+        return False
+    cmdline = process_cmdline(pid)
+    if cmdline is None:
+        return not _PROC.is_dir()  # gone meanwhile; or no /proc at all
+    if not cmdline:
+        stat = proc_stat(pid)
+        return stat is not None and pid != _KTHREADD and stat.ppid != _KTHREADD
+    return marker.encode() in cmdline
 
 
 def free_port(host: str = LOOPBACK) -> int:

@@ -1,6 +1,6 @@
 """The product's settings: one typed, frozen object built from environment variables.
 
-Names and defaults follow DESIGN.md §7 (the original accelerator's variable group). A bad value
+Names and defaults follow the original accelerator's variable group (docs/architecture.md §7). A bad value
 fails at start-up with the variable's name, the value and what is allowed::
 
     SettingsError: MAX_CONTAINER_SIZE=5000 is not allowed: expected a whole number from 1 to 1000
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.errors import SettingsError
+from shared.run_parameters import TrainingMode
 
 T = TypeVar("T")
 
@@ -158,7 +159,7 @@ _SPEC: dict[str, Setting] = {
     "data_quiet_seconds": Setting("DATA_QUIET_SECONDS", "120", "a whole number of seconds from 1 to 86400",
                                   _int_range(1, 86400),
                                   "A batch without a manifest closes after this long with no new blob."),
-    "training_mode": Setting("TRAINING_MODE", "changed", "'changed' or 'all'", _choice("changed", "all"),
+    "training_mode": Setting("TRAINING_MODE", TrainingMode.CHANGED, "'changed' or 'all'", _choice(*TrainingMode),
                              "Train only the series whose files changed, or every series."),
     "dataset_maxfiles": Setting("DATASET_MAXFILES", "11973", "a whole number from 1 to 1000000",
                                 _int_range(1, 1_000_000), "Sample series the bootstrap uploads."),

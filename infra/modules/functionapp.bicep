@@ -12,7 +12,7 @@ param deploymentContainer string
 param appInsightsConnectionString string
 param appInsightsId string
 param workspaceName string
-@description('Every app setting of the product (DESIGN.md section 7), names as shared/settings.py reads them.')
+@description('Every app setting of the product (docs/architecture.md section 7), names as shared/settings.py reads them.')
 param appSettings object
 param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048

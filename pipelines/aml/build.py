@@ -25,8 +25,9 @@ from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
 from azureml.pipeline.steps import ParallelRunConfig as SdkParallelRunConfig
 from azureml.pipeline.steps import ParallelRunStep, PythonScriptStep
 
-from pipelines.aml.environments import REPO_ROOT, SCORING_ENVIRONMENT, load_environment, steps_environment
+from pipelines.aml.environments import SCORING_ENVIRONMENT, load_environment, steps_environment
 from shared.errors import InvalidValue, NotFound
+from shared.paths import REPO_ROOT
 from shared.settings import Settings
 from shared.workspace.aml.datasets import datastore_name
 from shared.workspace.base import PipelineKind

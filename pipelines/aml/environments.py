@@ -7,8 +7,8 @@ from pathlib import Path
 from azureml.core import Environment
 
 from shared.errors import InvalidValue
+from shared.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "pipelines" / "configuration"
 SCORING_ENVIRONMENT = CONFIG_DIR / "environment-scoring.yml"
 STEPS_ENVIRONMENT = CONFIG_DIR / "environment-steps.yml"

@@ -56,6 +56,10 @@ def backtest(pack: Pack, settings: ScriptSettings, exog_columns: Sequence[str], 
             rows = usable[kind] & before
             ok = (cut > 0) & (rows.sum(axis=1) >= module.min_rows(kind, k)) & (known & before).any(axis=1)
             if kind not in BASELINES:
+                # a candidate the hold-out fit would refuse (too few weeks before the last test_size)
+                # is not chosen: the series' enough-rows rule stays ScriptSettings.min_train_rows
+                fit_rows = usable[kind] & (t_idx[None, :] < (pack.lengths - settings.test_size)[:, None])
+                ok &= fit_rows.sum(axis=1) >= module.min_rows(kind, k)
                 low = np.where(rows, pack.y, np.inf).min(axis=1)
                 high = np.where(rows, pack.y, -np.inf).max(axis=1)
                 ok &= low < high

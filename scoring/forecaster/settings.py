@@ -170,6 +170,15 @@ class ScriptSettings:
                                     "(for example 'W-THU')") from e
         return cls(**values)
 
+    def min_train_rows(self, *, n_exog: int) -> int:
+        """Fewest weeks (one row each, no gaps) a series with ``n_exog`` exogenous columns needs for
+        training to fit the settings' ``model_type`` rather than a fallback (``auto``: at least one
+        regression candidate through every backtest fold). The rule ``fit_many`` applies
+        (scoring/forecaster/fitting.py, selection.py); ``manymodels data validate`` checks the same
+        (shared/data/schema.py mirrors it, tests/unit/test_schema_rules_agree.py keeps them equal)."""
+        return min_train_rows(self.model_type, test_size=self.test_size, horizon=self.horizon,
+                              backtest_folds=self.backtest_folds, candidates=self.candidates, n_exog=n_exog)
+
     def to_dict(self) -> dict[str, Any]:
         return {"id_columns": list(self.id_columns), "target_column": self.target_column,
                 "timestamp_column": self.timestamp_column, "tag_columns": list(self.tag_columns),
@@ -186,6 +195,39 @@ class ScriptSettings:
         reserved = {*self.id_columns, self.target_column, self.timestamp_column, *self.tag_columns,
                     *self.drop_columns}
         return [c for c in columns if c not in reserved]
+
+
+def fit_rows(kind: str, n_exog: int) -> int:
+    """Complete weeks a model type needs to be fitted: twice its parameters (the models' ``min_rows``
+    in scoring/forecaster/models/), after its first ``lag_rows`` weeks, which have no lags."""
+    if kind in (ModelKind.LR, ModelKind.DEMAND):
+        return 2 * (n_exog + 1 + LAGS + 1)  # exog, week of year, lags, intercept
+    if kind == ModelKind.LOGLOG:
+        return 2 * (n_exog + 1)
+    return 1  # the baselines
+
+
+def lag_rows(kind: str) -> int:
+    """The first weeks of a series that cannot be fitted on: their lags are before the series start."""
+    return LAGS if kind in (ModelKind.LR, ModelKind.DEMAND) else 0
+
+
+def min_train_rows(model_type: str, *, test_size: int, horizon: int, backtest_folds: int,
+                   candidates: Iterable[str], n_exog: int) -> int:
+    """The "enough rows" rule (see :meth:`ScriptSettings.min_train_rows`).
+
+    A regression is fitted on the weeks before the last ``test_size`` held-out ones; ``auto`` first
+    backtests each candidate over ``backtest_folds`` folds of ``horizon`` weeks, so the oldest fold
+    leaves ``horizon * backtest_folds`` weeks out. The baselines fit any series with a known week
+    (``auto`` with baseline candidates only, too: the backtest chooses among what was asked for).
+    """
+    if model_type in FALLBACKS:
+        return 1
+    if model_type != ModelChoice.AUTO:
+        return test_size + lag_rows(model_type) + fit_rows(model_type, n_exog)
+    held_out = max(test_size, horizon * backtest_folds)
+    needs = [held_out + lag_rows(k) + fit_rows(k, n_exog) for k in candidates if k in REGRESSIONS]
+    return min(needs) if needs else 1
 
 
 def model_name(model_type: str, ids: Mapping[str, Any]) -> str:

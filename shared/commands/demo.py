@@ -49,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     if args.series < 1:
         raise InvalidValue(f"--series {args.series} is not allowed: expected a whole number >= 1")
-    from shared.devhost.arguments import REPO_ROOT
     from shared.devhost.hostconfig import load_local_settings
+    from shared.paths import REPO_ROOT
 
     if load_local_settings(REPO_ROOT):  # the host will read it too: both must see the same settings
         get_settings.cache_clear()

@@ -3,8 +3,8 @@
 Always the local workspace (``MANYMODELS_HOME``): the folder is registered as a new version of the
 ``train`` or ``inference`` dataset (read in place), the published pipeline is submitted (the
 defaults publish themselves on first use), and the command waits, showing progress on stderr.
-With ``--json`` the last line is one JSON object (issue 3 item 4); the exit status is 0 only when
-the run completed.
+With ``--json`` the last line is one JSON object (for scripts); the exit status is
+0 only when the run completed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from shared.data.manifest import MANIFEST_NAME
 from shared.data.schema import DEFAULT_SETTINGS_FILE
 from shared.errors import InvalidValue
 from shared.settings import Settings, get_settings
-from shared.workspace.base import DatasetMode, PipelineKind, Run, RunStatus
+from shared.workspace.base import DatasetMode, PipelineKind, Run, RunStatus, TrainingMode
 
 POLL_SECONDS = 0.1
 LINE_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", required=True, metavar="DIR", help="folder of training files (one series per file)")
     t.add_argument("--settings", metavar="FILE", help="dataset schema (default pipelines/configuration/"
                                                       "script_settings.json)")
-    t.add_argument("--mode", choices=("changed", "all"),
+    t.add_argument("--mode", choices=tuple(TrainingMode),
                    help="train only files changed since the previous version of the dataset, or all "
                         "(default: TRAINING_MODE)")
     t.add_argument("--json", action="store_true", help="print one JSON object last")

@@ -19,14 +19,47 @@ from typing import Any
 import pandas as pd
 
 from shared.errors import InvalidValue
+from shared.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "pipelines" / "configuration" / "script_settings.json"
 
-# The default model uses lags 1..4 of the target; a series needs these, the held-out weeks and a few
-# more rows for the fit to have more rows than coefficients.
-LAGS = 4
-MIN_FIT_ROWS = 8
+# The "enough rows" rule and the defaults are scoring's (scoring/forecaster/settings.py
+# ``min_train_rows``, the rule training applies); they are mirrored here because shared/ cannot
+# import scoring/ (deployed on its own, put on sys.path only inside the runner's worker processes).
+# tests/unit/test_schema_rules_agree.py loads both readers and keeps every shared field and the
+# verdict equal.
+LAGS = 4  # lags 1..4 of the target: lr and demand cannot fit a series' first LAGS weeks
+LAGGED = ("lr", "demand")
+STATIC = ("loglog",)
+BASELINES = ("naive", "snaive", "mean")
+MODEL_KINDS = (*LAGGED, *STATIC, *BASELINES)
+DEFAULT_CANDIDATES = MODEL_KINDS
+DEFAULT_TEST_SIZE = 20
+DEFAULT_HORIZON = 8
+DEFAULT_FOLDS = 4
+
+
+def fit_rows(kind: str, n_exog: int) -> int:
+    """Complete weeks a model type needs to be fitted: twice its parameters."""
+    if kind in LAGGED:
+        return 2 * (n_exog + 1 + LAGS + 1)  # exog, week of year, lags, intercept
+    if kind in STATIC:
+        return 2 * (n_exog + 1)
+    return 1
+
+
+def min_train_rows(model_type: str, *, test_size: int, horizon: int, backtest_folds: int,
+                   candidates: Iterable[str], n_exog: int) -> int:
+    """Fewest weeks (no gaps) a series needs for training to fit ``model_type`` rather than a
+    fallback; ``auto``: at least one regression candidate through every backtest fold."""
+    if model_type in BASELINES:
+        return 1
+    if model_type != "auto":
+        return test_size + (LAGS if model_type in LAGGED else 0) + fit_rows(model_type, n_exog)
+    held_out = max(test_size, horizon * backtest_folds)
+    needs = [held_out + (LAGS if k in LAGGED else 0) + fit_rows(k, n_exog) for k in candidates
+             if k in (*LAGGED, *STATIC)]
+    return min(needs) if needs else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +70,11 @@ class DatasetSchema:
     tag_columns: tuple[str, ...] = ()
     drop_columns: tuple[str, ...] = ()
     model_type: str = "lr"
-    test_size: int = 8
+    test_size: int = DEFAULT_TEST_SIZE
     freq: str = "W-THU"
-    horizon: int = 8
+    horizon: int = DEFAULT_HORIZON
+    backtest_folds: int = DEFAULT_FOLDS
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     source: str = field(default="", compare=False)  # the file it came from, for messages
 
     @classmethod
@@ -71,10 +106,12 @@ class DatasetSchema:
             timestamp_column=_name(body, "timestamp_column", source),
             tag_columns=_names(body, "tag_columns", source),
             drop_columns=_names(body, "drop_columns", source),
-            model_type=_name(body, "model_type", source),
-            test_size=_count(body, "test_size", source, default=8),
+            model_type=_model_type(body, source),
+            test_size=_count(body, "test_size", source, default=DEFAULT_TEST_SIZE),
             freq=_freq(body, source),
-            horizon=_count(body, "horizon", source, default=8),
+            horizon=_count(body, "horizon", source, default=DEFAULT_HORIZON),
+            backtest_folds=_count(body, "backtest_folds", source, default=DEFAULT_FOLDS, low=2),
+            candidates=_candidates(body, source),
             source=source,
         )
         schema._check_overlaps()
@@ -95,17 +132,19 @@ class DatasetSchema:
         return {"id_columns": list(self.id_columns), "target_column": self.target_column,
                 "timestamp_column": self.timestamp_column, "tag_columns": list(self.tag_columns),
                 "drop_columns": list(self.drop_columns), "model_type": self.model_type,
-                "test_size": self.test_size, "freq": self.freq, "horizon": self.horizon}
+                "test_size": self.test_size, "freq": self.freq, "horizon": self.horizon,
+                "backtest_folds": self.backtest_folds, "candidates": list(self.candidates)}
 
     @property
     def required_columns(self) -> tuple[str, ...]:
         """Columns every training file must have (inference files may lack the target)."""
         return (*self.id_columns, self.timestamp_column, self.target_column, *self.tag_columns)
 
-    @property
-    def min_train_rows(self) -> int:
-        """Fewest rows a series needs to train: held-out weeks + lags + a few for the fit."""
-        return self.test_size + LAGS + MIN_FIT_ROWS
+    def min_train_rows(self, *, n_exog: int) -> int:
+        """Fewest rows a series with ``n_exog`` feature columns needs for training to fit the
+        ``model_type`` rather than a fallback: the rule of scoring/forecaster/settings.py."""
+        return min_train_rows(self.model_type, test_size=self.test_size, horizon=self.horizon,
+                              backtest_folds=self.backtest_folds, candidates=self.candidates, n_exog=n_exog)
 
     def feature_columns(self, columns: Iterable[str]) -> list[str]:
         """The exogenous features among ``columns`` (in their order): every column without a role."""
@@ -175,11 +214,27 @@ def _names(body: dict[str, Any], key: str, source: str, *, allow_empty: bool = T
     return tuple(value)
 
 
-def _count(body: dict[str, Any], key: str, source: str, *, default: int) -> int:
+def _count(body: dict[str, Any], key: str, source: str, *, default: int, low: int = 1) -> int:
     value = body.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidValue(f"{source}: key {key!r} is {value!r}; expected a whole number of periods >= 1")
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise InvalidValue(f"{source}: key {key!r} is {value!r}; expected a whole number of periods >= {low}")
     return value
+
+
+def _model_type(body: dict[str, Any], source: str) -> str:
+    value = _name(body, "model_type", source)
+    if value not in ("auto", *MODEL_KINDS):
+        raise InvalidValue(f"{source}: key 'model_type' is {value!r}; expected one of "
+                           f"{', '.join(repr(k) for k in ('auto', *MODEL_KINDS))}")
+    return value
+
+
+def _candidates(body: dict[str, Any], source: str) -> tuple[str, ...]:
+    value = body.get("candidates", list(DEFAULT_CANDIDATES))
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v in MODEL_KINDS for v in value):
+        raise InvalidValue(f"{source}: key 'candidates' is {value!r}; expected a non-empty list of "
+                           f"{', '.join(repr(k) for k in MODEL_KINDS)}")
+    return tuple(value)
 
 
 def _freq(body: dict[str, Any], source: str) -> str:

@@ -2,7 +2,7 @@
 
 The data files go first, in parallel; the batch's ``_manifest.json`` (kind, mode and every file
 with its size and base64 MD5) goes last, because its arrival is what closes the batch: a reader
-that sees the manifest sees every file it names (DESIGN.md §5). Before the data files, a small
+that sees the manifest sees every file it names (docs/architecture.md §3.1). Before the data files, a small
 ``_upload.json`` marker says a manifest follows, so a slow upload is not closed by the quiet
 timer as a full batch without its manifest (shared/flows/ingest.py).
 """

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from shared.data.schema import LAGS, MIN_FIT_ROWS, DatasetSchema
+from shared.data.schema import DatasetSchema
 from shared.data.tables import RawTable, is_data_file, list_files, read_raw
 from shared.errors import BadData, InvalidValue
 
@@ -350,9 +350,14 @@ class _FileChecker:
             shown = ", ".join(_day(d) for d in repeated[:_SHOWN])
             self.error(s.timestamp_column, f"{len(repeated)} {s.timestamp_column} value(s) appear more than once "
                                            f"in this series: {shown}; keep one row per period", key)
-        if self.kind == "train" and len(weeks) < s.min_train_rows:
-            self.error("", f"only {len(weeks)} row(s); training needs at least {s.min_train_rows} "
-                           f"(test_size {s.test_size} + {LAGS} lags + {MIN_FIT_ROWS})", key)
+        n_exog = len(s.feature_columns(self.table.columns))
+        need = s.min_train_rows(n_exog=n_exog)
+        if self.kind == "train" and len(weeks) < need:
+            # the rule training applies (scoring/forecaster/settings.py): a shorter series gets a fallback
+            self.error("", f"only {len(weeks)} row(s); training needs at least {need} to fit model_type "
+                           f"{s.model_type} with {n_exog} feature column(s) (test_size {s.test_size}, horizon "
+                           f"{s.horizon}, backtest_folds {s.backtest_folds}); a shorter series gets a "
+                           "fallback model", key)
         if len(unique) >= 2:
             self._gaps(key, unique)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.devhost.subscriptions import DEFAULT_FILE
+from shared.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from shared.devhost.host import HostOptions
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 7071
 
 

@@ -24,7 +24,7 @@ from azure.storage.blob import BlobServiceClient
 from shared.devhost.bindings import event_time
 from shared.devhost.eventgrid import LocalEventGrid
 
-log = logging.getLogger("manymodels.devhost.blobevents")
+log = logging.getLogger(__name__)
 
 TOPIC = "storage"
 IDLE_FACTOR = 2

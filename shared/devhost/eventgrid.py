@@ -29,7 +29,7 @@ from typing import Any
 from shared.devhost.bindings import event_time, utc_now
 from shared.devhost.subscriptions import DeliverySchema, Subscription, to_cloud_event
 
-log = logging.getLogger("manymodels.devhost.eventgrid")
+log = logging.getLogger(__name__)
 
 NO_RETRY_STATUS = frozenset({400, 401, 403, 404, 413})
 

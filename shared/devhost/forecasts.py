@@ -1,7 +1,7 @@
 """Ask the router for forecasts of a few series, the way a client application would, and draw one.
 
 A request record carries the series ids, the recent history (timestamp + target) from the train
-file and the future exogenous features from the inference file (DESIGN.md §6 request format).
+file and the future exogenous features from the inference file (the request format: docs/architecture.md §6).
 """
 
 from __future__ import annotations

@@ -40,12 +40,12 @@ from shared.devhost.timers import Schedule, TimerListener
 from shared.devhost.topics import PublishEndpoint, TopicSubscriptions, deliver_webhook
 from shared.devhost.topics import summary as topics_summary
 from shared.errors import InvalidValue
+from shared.paths import REPO_ROOT
 from shared.settings import Settings
 from shared.storage.account import StorageAccount
 
-log = logging.getLogger("manymodels.devhost")
+log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 7071
 
 

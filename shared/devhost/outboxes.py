@@ -16,7 +16,7 @@ from pathlib import Path
 from shared.devhost.eventgrid import LocalEventGrid, deadletter_dir
 from shared.workspace.outbox import outbox_dir, pending, read
 
-log = logging.getLogger("manymodels.devhost.outboxes")
+log = logging.getLogger(__name__)
 
 
 class OutboxPump:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from shared.errors import Conflict, OperationTimeout, Unavailable
+from shared.paths import REPO_ROOT
 from shared.processes import pid_alive, port_open, start_ticks
 from shared.settings import Settings
 from shared.storage import azurite
@@ -30,9 +31,8 @@ from shared.storage import azurite
 if TYPE_CHECKING:
     from shared.devhost.host import HostOptions, LocalHost
 
-log = logging.getLogger("manymodels.devhost")
+log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from shared.devhost.bindings import queue_message
 from shared.devhost.functions import FunctionSpec
 from shared.devhost.invoke import Invocation
 
-log = logging.getLogger("manymodels.devhost.queues")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

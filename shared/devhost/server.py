@@ -38,7 +38,7 @@ from shared.devhost.keys import HostKeys
 from shared.errors import InvalidValue
 from shared.fields import json_document
 
-log = logging.getLogger("manymodels.devhost.http")
+log = logging.getLogger(__name__)
 
 MAX_BODY = 100 * 1024 * 1024  # the Functions host's request size limit
 VALIDATION_EVENT = SystemEventNames.EventGridSubscriptionValidationEventName.value

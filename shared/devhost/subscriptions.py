@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InvalidValue
+from shared.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FILE = REPO_ROOT / "infra" / "eventgrid" / "subscriptions.json"
 DECLARED_LANDING = "landing"  # the container name written in the file; LANDING_CONTAINER replaces it
 _CONTAINER = re.compile(r"^/blobServices/default/containers/([^/]+)/")

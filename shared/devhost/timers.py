@@ -25,7 +25,7 @@ from shared.devhost.functions import FunctionSpec
 from shared.devhost.invoke import Invocation
 from shared.errors import InvalidValue
 
-log = logging.getLogger("manymodels.devhost.timers")
+log = logging.getLogger(__name__)
 
 PAST_DUE_SLACK = dt.timedelta(seconds=1)
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")

@@ -53,10 +53,10 @@ from shared.devhost.subscriptions import DeliverySchema, Subscription
 from shared.errors import InvalidValue, NotFound
 from shared.fields import json_document
 
-log = logging.getLogger("manymodels.devhost.topics")
+log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 1024 * 1024  # Azure: a publish request of at most 1 MB
-MAX_EVENT_BYTES = 64 * 1024  # per event, as the brief of issue 15 sets for the local endpoint
+MAX_EVENT_BYTES = 64 * 1024  # per event: the local endpoint's limit (docs/reliability.md, the local topic rows)
 DEFAULT_HOST_URL = "http://127.0.0.1:7071"  # shared/devhost/host.py DEFAULT_PORT
 KEY_HEADER = "aeg-sas-key"
 WEBHOOK_TIMEOUT = (5.0, 30.0)  # connect, read: Event Grid waits 30 s for a webhook's answer

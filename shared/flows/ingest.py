@@ -1,6 +1,6 @@
 """Landing batches: blobs -> an open batch -> one dataset version -> one pipeline run.
 
-Layout (DESIGN.md §5): ``<landing container>/train|inference/<batch>/<files...>``. A batch closes
+Layout (docs/architecture.md §3.1): ``<landing container>/train|inference/<batch>/<files...>``. A batch closes
 when its ``_manifest.json`` lands, or when no new blob arrived in it for ``DATA_QUIET_SECONDS``
 (:func:`close_quiet_batches`, every minute). Closing is claimed in the ledger (``open ->
 closing``), so however many deliveries race, one closer registers the dataset version and

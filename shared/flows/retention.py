@@ -1,4 +1,4 @@
-"""Retention: what a deployment keeps, so nothing grows without bound (issue 11 §6).
+"""Retention: what a deployment keeps, so nothing grows without bound (docs/reliability.md, Growth).
 
 One pass (:func:`apply`, run at most hourly by the ``reconcile`` timer through :func:`apply_if_due`)
 removes, each part on its own so one that cannot run does not stop the others:

@@ -8,12 +8,12 @@ from typing import Any
 
 from shared.flows.context import Context, json_object, known_fields, optional_choice, optional_int
 from shared.ledger import RunEntry, RunState
-from shared.workspace.base import PipelineKind
+from shared.workspace.base import PipelineKind, TrainingMode
 
 log = logging.getLogger(__name__)
 
 TRAIN_DATASET = "train"
-MODES = ("changed", "all")
+MODES = tuple(TrainingMode)
 
 
 @dataclass(frozen=True, slots=True)

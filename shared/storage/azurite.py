@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shared.errors import OperationTimeout, Unavailable
+from shared.paths import REPO_ROOT
 from shared.processes import free_port, pid_alive, port_open
 from shared.storage.account import dev_connection_string
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORTS = (10000, 10001, 10002)
 
 

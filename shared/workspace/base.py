@@ -11,7 +11,7 @@ Conventions for every adapter:
 - ``delete_*``/``delete`` is idempotent;
 - nothing long-running blocks: ``pipelines.submit`` returns a queued :class:`Run`, and the
   adapter publishes ``RunCompleted`` / ``RunStatusChanged`` events to ``workspace.events``
-  when it ends, exactly as Azure ML raises them (DESIGN.md §4);
+  when it ends, exactly as Azure ML raises them (docs/architecture.md §2);
 - no secret is stored in a model, a record or a GET answer: service keys come only from
   :meth:`ServiceStore.get_keys`.
 """
@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from shared.errors import InvalidValue
+from shared.run_parameters import TrainingMode  # noqa: F401  (part of the port: run parameters)
 
 # --------------------------------------------------------------------------- records
 
@@ -368,7 +369,7 @@ class ServiceStore(abc.ABC):
 
 
 class EventSink(Protocol):
-    """Where a workspace publishes its events (Event Grid schema dicts, DESIGN.md §4)."""
+    """Where a workspace publishes its events (Event Grid schema dicts, docs/architecture.md §2)."""
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None: ...
 

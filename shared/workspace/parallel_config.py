@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 
 from shared.errors import InvalidValue
+from shared.paths import REPO_ROOT
 from shared.workspace.base import PipelineKind
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "pipelines" / "configuration"
 CONFIG_FILES = {
     PipelineKind.TRAINING: "train-parallelrunstep-config.yml",

@@ -125,7 +125,7 @@ def with_entry_script(config: ServiceConfig, script: Path) -> ServiceConfig:
 
 
 def record(store: int, brand: str = "dominicks") -> dict[str, Any]:
-    """A request record for one model, one week ahead (the request format of DESIGN.md §6)."""
+    """A request record for one model, one week ahead (the request format: docs/architecture.md §6)."""
     return {"id": {"Store": store, "Brand": brand}, "model_type": "lr", "forecast_freq": "W-THU",
             "forecast_horizon": 1, "data": {"future": {"Price": [2.5], "Advert": [1]}}}
 

@@ -97,7 +97,7 @@ def _log(ws: LocalWorkspace, run: Run) -> str:
 
 
 def _stand_in(tmp_path: Path, body: str) -> Path:
-    """A stand-in entry script honouring contracts §3 (one row per file, status ok)."""
+    """A stand-in entry script honouring docs/architecture.md §4 (one row per file, status ok)."""
     folder = tmp_path / "standin"
     folder.mkdir(exist_ok=True)
     (folder / "standin.py").write_text(

@@ -14,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ADO = REPO / "pipelines" / "ado"
 BOOTSTRAP = ADO / "bootstrap.yml"
-# The variable group of issue 7, exactly.
+# The variable group of docs/deploy-azure.md §3, exactly.
 VARIABLE_GROUP = "manymodels-vg"
 ISSUE_VARIABLES = {
     "DATASET_MAXFILES", "NAMESPACE", "LOCATION", "RESOURCE_GROUP", "SERVICECONNECTION_GROUP", "TRAINING_METHOD",

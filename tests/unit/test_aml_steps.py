@@ -162,3 +162,32 @@ def test_the_store_points_at_the_newest_data_version_when_a_late_run_registered_
     assert not (store / "lr_a" / register_models.NEWEST_VERSION_FILE).exists()  # the highest is the newest
     scoring_forecast = (Path(__file__).parents[2] / "scoring" / "forecast.py").read_text()
     assert f'NEWEST_VERSION_FILE = "{register_models.NEWEST_VERSION_FILE}"' in scoring_forecast
+
+
+def _train_rows_file(path: Path, *rows: tuple[str, str]) -> Path:
+    """train.py's append_row output: space-separated TRAIN_COLUMNS rows, no header."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, delimiter=" ", quotechar='"')
+        for name, status in rows:
+            writer.writerow([f"{name}.csv", name, name, status, "lr", "", "", "1", "1", "1", "1", ""])
+    return path
+
+
+def test_a_retried_mini_batch_registers_each_model_once(tmp_path):
+    # The retried mini-batch wrote lr_a's line again from another worker; lr_x's row failed.
+    (tmp_path / "manifest").mkdir()
+    (tmp_path / "manifest" / "11.jsonl").write_text(
+        json.dumps({"name": "lr_a", "path": "", "tags": {"Try": "1"}}) + "\n"
+        + json.dumps({"name": "lr_x", "path": "", "tags": {}}) + "\n")
+    (tmp_path / "manifest" / "12.jsonl").write_text(json.dumps({"name": "lr_a", "path": "", "tags": {"Try": "2"}}))
+    rows = _train_rows_file(tmp_path / "parallel_run_step.txt", ("lr_a", "ok"), ("lr_x", "failed"))
+
+    entries = register_models.read_manifest(tmp_path, wanted=register_models.registrable_names(rows))
+
+    assert [(e["name"], e["tags"]) for e in entries] == [("lr_a", {"Try": "2"})]  # the last line of a name wins
+    seen = []
+    register_models.register_all(entries, lambda e: seen.append(e["name"]) or 1, workers=2)
+    assert seen == ["lr_a"]
+    assert register_models.registrable_names(tmp_path / "missing.txt") is None  # no rows: every entry counts

@@ -15,7 +15,9 @@ def test_default_settings_file_loads():
     assert schema.target_column == "Quantity" and schema.timestamp_column == "WeekStarting"
     assert schema.tag_columns == ("StoreGroup10", "StoreGroup100", "StoreGroup1000")
     assert schema.freq == "W-THU" and schema.model_type == "auto"
-    assert schema.min_train_rows == schema.test_size + 4 + 8
+    # auto with Advert and Price: loglog through 4 backtest folds of 8 weeks, 2 * (2 + 1) weeks to fit
+    assert schema.min_train_rows(n_exog=2) == 4 * 8 + 6
+    assert schema.backtest_folds == 4 and schema.candidates == ("lr", "demand", "loglog", "naive", "snaive", "mean")
 
 
 def test_feature_columns_are_every_column_without_a_role():

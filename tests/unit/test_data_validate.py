@@ -38,7 +38,7 @@ EXPECTED = {
     "bad_date.csv": (Severity.ERROR, "WeekStarting", "1 value(s) are not dates: 'last week' (line 103)"),
     "duplicated.csv": (Severity.ERROR, "WeekStarting", "1 WeekStarting value(s) appear more than once in this "
                                                        "series: 1990-06-28"),
-    "short.csv": (Severity.ERROR, "", "only 12 row(s); training needs at least 32"),
+    "short.csv": (Severity.ERROR, "", "only 12 row(s); training needs at least 38"),
     "negative.csv": (Severity.ERROR, "Quantity", "1 negative value(s): -5 (line 8)"),
     "Store1000_tropicana.csv": (Severity.ERROR, "Store, Brand", "named for series Store1000_tropicana but holds "
                                                                  "Store1000_dominicks"),

@@ -141,7 +141,7 @@ def test_forecast_feeds_each_prediction_into_the_next_lags() -> None:
         model.forecast(pd.Timestamp("1992-02-20"), steps=1, exog=np.ones((1, 2)))
     with pytest.raises(fc.SeriesError, match="expected 3 x 2"):
         model.forecast(steps=3, exog=np.ones((2, 2)))
-    # a missing future value is carried forward (issue 12; warned in forecast_many's answer)
+    # a missing future value is carried forward (scoring/forecaster/forecasting.py; warned in forecast_many's answer)
     assert model.forecast(steps=2, exog=np.array([[1.0, 1.0], [1.0, np.nan]]))[1].tolist() == [110.0, 120.0]
     with pytest.raises(fc.SeriesError, match="not on the model's W-THU calendar"):
         model.forecast(pd.Timestamp("1992-01-10"), steps=1, exog=np.ones((1, 2)))

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DECLARATION = REPO / "infra" / "eventgrid" / "subscriptions.json"
-# contracts §7: the Event Grid-triggered functions
+# the Event Grid-triggered functions (function_app.py, docs/architecture.md §3)
 CONTRACT_EVENT_FUNCTIONS = {"on_landing_event", "on_aml_event"}
 
 
@@ -25,7 +25,7 @@ def registered_functions() -> dict[str, tuple[str, ...]]:
         import function_app
     except ImportError as e:
         pytest.fail(f"function_app.py cannot be imported ({e}): the Event Grid subscriptions have no functions "
-                    f"to target; expected {sorted(CONTRACT_EVENT_FUNCTIONS)} (contracts §7)")
+                    f"to target; expected {sorted(CONTRACT_EVENT_FUNCTIONS)} (function_app.py)")
     app = function_app.create_app() if hasattr(function_app, "create_app") else function_app.app
     return {f.get_function_name(): tuple(b.type for b in f.get_bindings()) for f in app.get_functions()}
 

@@ -146,3 +146,18 @@ def test_a_manifest_line_pointing_outside_the_run_outputs_is_skipped(tmp_path: P
     _manifest(tmp_path / "out", 1, _entry("lr_a", "models/lr_a"), _entry("lr_b", str(outside)),
               _entry("lr_c", "models/../../precious"))
     assert [m.name for m in read_manifest(tmp_path / "out", [])] == ["lr_a"]
+
+
+def test_local_and_aml_manifest_readers_return_the_same_entries(tmp_path: Path) -> None:
+    from pipelines.aml.steps import register_models
+
+    _manifest(tmp_path, 11, _entry("lr_a", "models/lr_a", Try="1"), _entry("lr_b", "models/lr_b"),
+              '{"name": "lr_c", "pa', _entry("lr_x", "models/lr_x"), "[1, 2]")
+    _manifest(tmp_path, 12, _entry("lr_a", "models/lr_a", Try="2"))  # the retried mini-batch
+    rows = _train_rows(("a", "a", "ok", ""), ("b", "b", "fallback", "constant"), ("x", "x", "failed", "bad"))
+
+    local = read_manifest(tmp_path, rows)
+    aml = register_models.read_manifest(tmp_path, wanted={"lr_a", "lr_b"})
+
+    assert [m.name for m in local] == [e["name"] for e in aml] == ["lr_a", "lr_b"]  # lr_a once
+    assert [m.tags for m in local] == [e["tags"] for e in aml] == [{"Try": "2"}, {}]

@@ -91,7 +91,7 @@ def test_rows_and_manifest_read_from_row_batches(tmp_path: Path) -> None:
                                                    '{"name": "lr_b", "path": "models/lr_b"}\n')
 
     assert rows.counts == {"files": 2, "rows": 2, "succeeded": 1, "fallback": 0, "failed": 1,
-                           "warnings": 0, "model_type_lr": 1}  # series per chosen type (issue 12)
+                           "warnings": 0, "model_type_lr": 1}  # series per chosen type
     assert [(f.file, f.reason) for f in rows.failures] == [("b.csv", "constant")]
     assert [m.name for m in read_manifest(tmp_path, rows.batches)] == ["lr_a"]
 

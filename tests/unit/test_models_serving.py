@@ -1,6 +1,6 @@
-"""``auto`` through the entry scripts, and the serving paths of issue 12: the original accelerator's
-request format, horizons past the trained one, non-negative answers on the batch, webservice and
-router paths (the router calling the real model-service code in-process)."""
+"""``auto`` through the entry scripts, and the serving paths (scoring/model_webservice.py docstring):
+the original accelerator's request format, horizons past the trained one, non-negative answers on
+the batch, webservice and router paths (the router calling the real model-service code in-process)."""
 
 from __future__ import annotations
 

@@ -153,3 +153,24 @@ def test_a_closed_keep_alive_is_a_remote_disconnect_and_a_cut_answer_an_incomple
         theirs.close()
         with pytest.raises(http.client.IncompleteRead):
             _connection(ours).getresponse()
+
+
+def test_the_configured_read_timeout_reaches_the_routers_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ROUTER_TIMEOUT_SECONDS is read in init(); the client (scoring/router_http.py) takes it as an option."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        endpoint = rw.Endpoint("svc-timeout", False, "127.0.0.1", listener.getsockname()[1], "/score", {})
+        monkeypatch.setattr(rw, "_read_timeout", 7.5)
+        monkeypatch.setattr(rw._local, "conns", {}, raising=False)
+        conn = rw._connection(endpoint)
+        try:
+            assert conn.sock.gettimeout() == 7.5
+        finally:
+            conn.sock.close()
+        plain = rw.Connection(endpoint)
+        try:
+            assert plain.sock.gettimeout() == 60.0  # the client's own default
+        finally:
+            plain.sock.close()
+    finally:
+        listener.close()

@@ -151,7 +151,7 @@ def test_forecast_run_uses_the_highest_version_and_fails_only_bad_series(tmp_pat
     assert list(rows.columns) == ["WeekStarting", "Prediction", "Quantity", "Store", "Brand", "file", "status",
                                   "reason"]
     ok = rows[rows.status == "ok"]
-    assert len(ok) == 5 + 5 + 3 + 2  # the gap file's two weeks too (issue 12)
+    assert len(ok) == 5 + 5 + 3 + 2  # the gap file's two weeks too (scoring/forecast.py: gaps are stepped through)
     tropicana = ok[ok.Brand == "tropicana"]
     assert tropicana["WeekStarting"].iloc[0] == pd.Timestamp("1990-06-14") + pd.Timedelta(weeks=90)
     assert tropicana["Prediction"].between(0, 20000).all()  # version 10, not the bumped 9

@@ -73,7 +73,7 @@ def test_answers_each_record_in_order_with_its_own_error(served: dict[str, fc.Fo
                                       "values": expected[1].tolist()}
     assert answers[0]["forecast"]["timestamps"][0] == "1992-02-27T00:00:00"
     assert "unknown model lr_dominicks_99" in answers[1]["error"]
-    assert "forecast_horizon 9 needs 9" in answers[2]["error"]  # beyond the trained 5 weeks is allowed (issue 12)
+    assert "forecast_horizon 9 needs 9" in answers[2]["error"]  # beyond the trained 5 weeks is allowed
     assert "not a number" in answers[3]["error"]
     assert "forecast_freq 'D' is not allowed" in answers[4]["error"]
     assert answers[6]["forecast"]["values"] == [served["lr_dominicks_3"].mean] * 3  # a fallback answers too
@@ -195,6 +195,6 @@ def test_model_type_of_the_wrong_type_and_dates_pandas_cannot_step_from_are_400s
 def test_the_forecaster_refuses_infinite_future_values_by_name(served) -> None:
     with pytest.raises(fc.SeriesError, match="future Price is inf for step 1 of 2: values must be finite"):
         served["lr_dominicks_1"].forecast(steps=2, exog=np.array([[0, np.inf], [1, 2.0]]))
-    # a missing (NaN) value is a gap, carried forward with a warning (issue 12), not an error
+    # a missing (NaN) value is a gap, carried forward with a warning (scoring/model_webservice.py), not an error
     (gap,) = fc.forecast_many([served["lr_dominicks_1"]], [None], steps=[2], exog=[np.array([[0, 2.0], [1, np.nan]])])
     assert "carried forward" in gap.warnings[0]

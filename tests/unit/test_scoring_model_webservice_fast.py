@@ -73,7 +73,7 @@ def test_other_requests_take_the_general_path_and_errors_stay_per_record(served)
     records = [record(1, 2, forecast_start=earlier), missing, short, record(1, 2)]
     answers = ws.run(json.dumps(records))
     assert answers[0]["forecast"] == expected(one, records[0])  # from an earlier week: the stored tail's lags
-    # a missing week is carried forward (issue 12): the answer of [2.0, 2.0] with a warning
+    # a missing week is carried forward (scoring/model_webservice.py): the answer of [2.0, 2.0] with a warning
     filled = record(1, 2)
     filled["data"]["future"]["Price"] = [2.0, 2.0]
     assert answers[1]["forecast"] == expected(one, filled) and "carried forward" in answers[1]["warnings"][0]

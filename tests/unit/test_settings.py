@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from shared.errors import SettingsError
@@ -64,3 +66,9 @@ def test_identity_based_storage_on_azure():
     assert s.storage_connection == "https://mmsa.blob.core.windows.net"
     s = Settings.from_env({"AzureWebJobsStorage__blobServiceUri": "https://x.blob.core.windows.net"})
     assert s.storage_connection == "https://x.blob.core.windows.net"
+
+
+def test_every_field_is_read_from_exactly_one_variable():
+    # Settings lists its fields and shared/settings.py's spec their variables: from_env passes one value
+    # per variable, so a variable without a field fails there; equal counts leave no field unread.
+    assert len(env_names()) == len(set(env_names())) == len(dataclasses.fields(Settings))

@@ -19,7 +19,7 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +27,7 @@ WORKERS = 16
 # the columns of train.py's run() rows, as ParallelRunStep appends them (space-separated, no header)
 TRAIN_COLUMNS = ("file", "series", "model_name", "status", "model_type", "reason", "path", "mse", "rmse", "mae",
                  "mape", "warnings")
+REGISTRABLE_STATUSES = ("ok", "fallback")  # train.py rows whose model is registered
 MAX_RECORDED_FAILURES = 100  # run properties are small: the full list stays in parallel_run_step.txt
 # Azure ML's model-name rule (model_name_validation in azureml/_model_management/_util.py, the same as
 # scoring/model_names.py); a valid name is also one plain folder name (no "/", no "..").
@@ -54,22 +55,54 @@ def summarise_training(path: Path) -> tuple[dict[str, int], list[dict[str, str]]
     return counts, failures
 
 
-def read_manifest(training_output: Path) -> list[dict]:
-    """Every manifest line, in file then line order; a bad line is skipped with a message."""
-    entries = []
+def registrable_names(path: Path) -> set[str] | None:
+    """Model names of the ok/fallback rows in train.py's append_row output (None: no rows file)."""
+    if not path.is_file():
+        return None
+    names: set[str] = set()
+    parsed = False
+    with path.open(newline="") as f:
+        for fields in csv.reader(f, delimiter=" ", quotechar='"'):
+            if len(fields) in (len(TRAIN_COLUMNS), len(TRAIN_COLUMNS) - 1):  # before the warnings column
+                parsed = True
+                row = dict(zip(TRAIN_COLUMNS, fields, strict=False))
+                if row["status"] in REGISTRABLE_STATUSES and row["model_name"]:
+                    names.add(row["model_name"])
+    return names if parsed else None  # rows in another layout do not say: never drop every model
+
+
+def read_manifest(training_output: Path, *, wanted: Collection[str] | None = None,
+                  skipped: Callable[[str], object] | None = None) -> list[dict]:
+    """The models to register, one entry per name, sorted by name.
+
+    The one manifest rule of both backends (shared/workspace/local/runner_steps.py reads through
+    it too, since this directory is all the Azure ML step gets, pipelines/aml/build.py ``_stage``):
+    a mini-batch retried after a timeout writes its lines again, so the last complete line of a
+    name wins; a broken line (half written by a killed process) is skipped with a message to
+    ``skipped`` (default: stderr); with ``wanted`` (the names of the ok/fallback rows) only those.
+    Pure: no SDK, stdlib only.
+    """
+    def report(message: str) -> None:
+        if skipped is None:
+            print(message, file=sys.stderr)
+        else:
+            skipped(message)
+
+    found: dict[str, dict] = {}
     for file in sorted((training_output / "manifest").glob("*.jsonl")):
         for number, line in enumerate(file.read_text().splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 entry = json.loads(line)
-                if not isinstance(entry, dict) or not entry.get("name"):
+                if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
                     raise ValueError("no model name")
             except ValueError as e:
-                print(f"skipping {file.name}:{number}: not a manifest entry ({e})", file=sys.stderr)
+                report(f"skipping {file.name}:{number}: not a manifest entry ({e})")
                 continue
-            entries.append(entry)
-    return entries
+            if wanted is None or entry["name"] in wanted:
+                found[entry["name"]] = entry
+    return [found[name] for name in sorted(found)]
 
 
 def entry_problem(entry: dict) -> str | None:
@@ -174,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     pipeline_run = run.parent or run
     workspace = run.experiment.workspace
     entries, rejected = [], []
-    for entry in read_manifest(args.training_output):
+    wanted = registrable_names(args.training_output / args.append_row_file_name)
+    for entry in read_manifest(args.training_output, wanted=wanted):
         problem = entry_problem(entry)
         if problem:
             rejected.append({"file": "", "series": str(entry.get("name")), "reason": f"not registered: {problem}"})

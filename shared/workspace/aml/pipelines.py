@@ -14,12 +14,20 @@ from azureml.pipeline.core import PublishedPipeline as SdkPublishedPipeline
 from shared.errors import InvalidValue, NotFound
 from shared.workspace.aml.runs import TAG_DATASET, TAG_DATASET_VERSION, TAG_KIND
 from shared.workspace.aml.sdk_errors import sdk_call
-from shared.workspace.base import DatasetVersion, PipelineKind, PipelineStore, PublishedPipeline, Run, RunStatus
+from shared.workspace.base import (
+    DatasetVersion,
+    PipelineKind,
+    PipelineStore,
+    PublishedPipeline,
+    Run,
+    RunStatus,
+    TrainingMode,
+)
 
 if TYPE_CHECKING:
     from shared.workspace.aml.workspace import AmlWorkspace
 
-MODES = ("changed", "all")
+MODES = tuple(TrainingMode)
 
 
 def _version_number(text: str | None) -> int:

@@ -26,9 +26,10 @@ from azureml.core.compute import AksCompute
 from azureml.core.model import InferenceConfig
 from azureml.core.webservice import AciWebservice, AksWebservice
 
-from pipelines.aml.environments import REPO_ROOT, scoring_environment
+from pipelines.aml.environments import scoring_environment
 from shared.deploy_config import concurrency
 from shared.errors import InvalidValue, NotFound, Unavailable
+from shared.paths import REPO_ROOT
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import (
     ModelRecord,

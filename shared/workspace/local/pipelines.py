@@ -9,7 +9,7 @@ The two default pipelines (``TRAINING_PIPELINE_NAME``, ``FORECASTING_PIPELINE_NA
 published on first submit when nobody published them, so a fresh local workspace just works.
 
 Run parameters (PipelineParameters on Azure ML): ``mode`` (training: ``changed`` | ``all``),
-``settings_file`` (the dataset schema, contracts §1), and overrides of the ParallelRunStep
+``settings_file`` (the dataset schema, docs/architecture.md §5), and overrides of the ParallelRunStep
 settings Azure ML lets a PipelineParameter set (``mini_batch_size``, ``process_count_per_node``,
 ``node_count``, ``run_invocation_timeout``, ``run_max_try``, ``error_threshold``,
 ``allowed_failed_count``, ``logging_level``).
@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.data.schema import DEFAULT_SETTINGS_FILE, DatasetSchema
 from shared.errors import Conflict, InvalidValue, NotFound
+from shared.paths import REPO_ROOT
+from shared.processes import runs_command
 from shared.workspace.base import (
     DatasetVersion,
     PipelineKind,
@@ -37,17 +39,18 @@ from shared.workspace.base import (
     PublishedPipeline,
     Run,
     RunStatus,
+    TrainingMode,
 )
 from shared.workspace.local import events as workspace_events
 from shared.workspace.local.db import dumps, loads, utc_now
-from shared.workspace.parallel_config import REPO_ROOT, ParallelRunConfig, load_parallel_config
+from shared.workspace.parallel_config import ParallelRunConfig, load_parallel_config
 
 if TYPE_CHECKING:
     from shared.workspace.local.workspace import LocalWorkspace
 
 log = logging.getLogger(__name__)
 
-MODES = ("changed", "all")
+MODES = tuple(TrainingMode)
 RUNNER_MODULE = "shared.workspace.local.runner"
 RUNNER_LOG = "runner.log"
 PID_FILE = "runner.pid"
@@ -291,15 +294,4 @@ def _runner_pid(folder: Path) -> int | None:
 
 def _pid_runs(pid: int, run_id: str) -> bool:
     """True when ``pid`` is a live (not zombie) runner of ``run_id`` (a reused pid does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return True  # no /proc (macOS): the pid exists, trust it
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and run_id in cmdline
+    return runs_command(pid, run_id)  # the runner's command line holds --run-id <run_id>

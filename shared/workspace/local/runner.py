@@ -45,7 +45,7 @@ from shared.workspace.local.runner_pool import LocalParallelRun
 from shared.workspace.local.runs import LocalRunStore
 from shared.workspace.parallel_config import CONFIG_DIR, ParallelRunConfig, load_parallel_config
 
-log = logging.getLogger("manymodels.runner")
+log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 DEFAULT_SETTINGS_FILE = CONFIG_DIR / "script_settings.json"
@@ -67,7 +67,7 @@ AUTOML = "automl"
 
 
 def job_arguments(run: Run, home: Path, *, training_method: str = "customscript") -> list[str]:
-    """The entry script's arguments (contracts §3). ``TRAINING_METHOD=automl`` on the local backend is
+    """The entry script's arguments (docs/architecture.md §4). ``TRAINING_METHOD=automl`` on the local backend is
     the built-in per-series model search: ``scoring/train.py --model-type auto``
     (scoring/forecaster/selection.py); Azure AutoML itself comes with the Azure ML v2 backend."""
     settings_file = str(run.parameters.get("settings_file") or DEFAULT_SETTINGS_FILE)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from shared.workspace.local.runner_steps import RunRows
     from shared.workspace.local.workspace import LocalWorkspace
 
-log = logging.getLogger("manymodels.runner")
+log = logging.getLogger(__name__)
 
 # Linux <linux/fs.h>: get/set inode flags, and the "top of a directory hierarchy" flag
 _FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS, _FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
@@ -121,7 +121,7 @@ class RunExecution:
                  config.process_count_per_node, config.run_invocation_timeout, config.run_max_try,
                  config.error_threshold)
         if self.run.kind == PipelineKind.TRAINING:
-            # train.py writes a folder per model there (contracts §3): thousands of them
+            # train.py writes a folder per model there (docs/architecture.md §4): thousands of them
             (self.outputs_dir / "models").mkdir(parents=True, exist_ok=True)
             spread_subfolders(self.outputs_dir / "models")
         with self.stage("parallel"):

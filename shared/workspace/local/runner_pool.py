@@ -42,8 +42,9 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from shared.paths import REPO_ROOT
 from shared.workspace.local import runner_worker
-from shared.workspace.parallel_config import REPO_ROOT, OutputAction, ParallelRunConfig
+from shared.workspace.parallel_config import OutputAction, ParallelRunConfig
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,13 @@ pandas here; forecasting builds its predictions table with pandas.
 
 Training: the rows ``train.py`` returned give the counts and the per-series failures and
 fallbacks; the models manifest (``<output>/manifest/*.jsonl``, one file per worker process) is
-registered in bulk (contracts §3, §4). Forecasting: the ``ok`` rows become
+registered in bulk (docs/architecture.md §4). Forecasting: the ``ok`` rows become
 ``forecasts_<YYYYMMDD>_<runid>.csv``, written to the run's outputs and uploaded to the predictions
 container.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.aml.steps import register_models
 from shared.errors import InvalidValue
 from shared.paths import path_inside
 from shared.workspace.base import NewModel, SeriesFailure
@@ -150,17 +150,15 @@ def training_series(record: dict) -> str:
 def read_manifest(output_dir: Path, rows: Sequence[RowBatch] | pd.DataFrame) -> list[NewModel]:
     """The models to register: manifest lines of series whose row is ok/fallback, one per name.
 
-    A mini-batch retried after a timeout may have written some lines twice (or half a line when
-    its process was killed): the last complete line of a name wins, broken lines are skipped.
+    The rule (the last complete line of a name wins: a mini-batch retried after a timeout writes
+    its lines again; broken lines are skipped) is the Azure ML register step's
+    ``read_manifest`` in pipelines/aml/steps/register_models.py, so both backends register the same
+    models. A line whose artifact path is outside the run outputs is skipped here.
     """
-    wanted = _registrable(rows)
-    found: dict[str, NewModel] = {}
-    for manifest in sorted((output_dir / "manifest").glob("*.jsonl")):
-        for number, line in enumerate(manifest.read_text().splitlines(), 1):
-            model = _manifest_model(line, output_dir, f"{manifest.name}:{number}")
-            if model and (wanted is None or model.name in wanted):
-                found[model.name] = model
-    return [found[name] for name in sorted(found)]
+    entries = register_models.read_manifest(output_dir, wanted=_registrable(rows),
+                                            skipped=lambda message: log.warning("models manifest: %s", message))
+    models = (_manifest_model(entry, output_dir) for entry in entries)
+    return [m for m in models if m is not None]
 
 
 def _registrable(rows: Sequence[RowBatch] | pd.DataFrame) -> set[str] | None:
@@ -172,22 +170,20 @@ def _registrable(rows: Sequence[RowBatch] | pd.DataFrame) -> set[str] | None:
         if names is None or statuses is None:
             continue
         wanted = wanted if wanted is not None else set()
-        wanted.update(str(n) for n, s in zip(names, statuses, strict=True) if str(s) in ("ok", "fallback"))
+        wanted.update(str(n) for n, s in zip(names, statuses, strict=True)
+                      if str(s) in register_models.REGISTRABLE_STATUSES)
     return wanted
 
 
-def _manifest_model(line: str, output_dir: Path, where: str) -> NewModel | None:
-    if not line.strip():
-        return None
+def _manifest_model(entry: dict[str, Any], output_dir: Path) -> NewModel | None:
     try:
-        entry = json.loads(line)
         # absolute paths stay; registration moves the folder into the registry: never one from outside
         path = str(path_inside(output_dir, entry["path"], what="artifact path"))
         return NewModel(name=str(entry["name"]), path=path,
                         tags={str(k): str(v) for k, v in (entry.get("tags") or {}).items()},
                         properties={str(k): _text(v) for k, v in (entry.get("properties") or {}).items()})
     except (ValueError, KeyError, TypeError, AttributeError, InvalidValue) as e:
-        log.warning("skipped a broken models manifest line %s (%s)", where, e)
+        log.warning("skipped a broken models manifest entry %r (%s)", entry.get("name"), e)
         return None
 
 

@@ -1,7 +1,7 @@
 """One ParallelRunStep worker process: import the entry script, ``init()`` once, then ``run()``
 each mini-batch the runner sends.
 
-Run exactly as Azure ML runs entry scripts (contracts §3): the script's directory first on
+Run exactly as Azure ML runs entry scripts (docs/architecture.md §4): the script's directory first on
 ``sys.path``, ``sys.argv = [script, *arguments]``, the script imported as a module. The process's
 stdout/stderr go to ``logs/user/stdout|stderr/processNNN.*.txt`` of the run, like Azure ML's.
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import OperationTimeout, Unavailable
-from shared.processes import pids_with_environment, proc_stat, process_environ, start_ticks
+from shared.processes import pids_with_environment, proc_stat, process_environ, runs_command, start_ticks
 
 HOST = "127.0.0.1"
 REQUEST_LOG_ENV = "MANYMODELS_REQUEST_LOG"  # "true": log every request in the service's log
@@ -188,13 +188,9 @@ def is_alive(pid: int, *, ticks: int = 0, home: Path | str | None = None) -> boo
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # someone else's process reusing the pid
-    return _is_ours(pid, ticks=ticks, home=home)
+    # alive, and a service (the launcher's command line holds MARKER; another user's process reusing
+    # the pid does not), and the one meant: started at `ticks`, of `home`
+    return runs_command(pid, MARKER) and _is_ours(pid, ticks=ticks, home=home)
 
 
 def _is_ours(pid: int, *, ticks: int = 0, home: Path | str | None = None) -> bool:
@@ -205,17 +201,7 @@ def _is_ours(pid: int, *, ticks: int = 0, home: Path | str | None = None) -> boo
         env = process_environ(pid)
         if env is not None and env.get(HOME_ENV) != str(Path(home).resolve()):
             return False  # another home's service (or not a service at all)
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # no /proc (macOS): trust the pid
-    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
-        return False  # a zombie: exited, not yet reaped by its parent
-    # The command line is briefly empty while a just-started process execs: still ours.
-    return not cmdline or MARKER.encode() in cmdline
+    return True
 
 
 def wait_healthy(proc_pid: int, health_port: int, *, timeout: float, log_file: Path | None = None) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import InvalidValue, NotFound, Unavailable
+from shared.paths import REPO_ROOT
 from shared.processes import free_port
 from shared.workspace.base import (
     ModelRecord,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 _SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CONNECTION")
 STOPPED = "stopped by 'manymodels down': 'manymodels up' starts it again"
 RECORD_FILE = "process.json"
