@@ -172,9 +172,12 @@ class Deferred(str):
     __slots__ = ()
 
 
-def handle_event(ctx: Context, payload: Mapping[str, Any], handlers: Mapping[type, Callable[[Context, Any], str]],
+def handle_event(ctx: Context, delivery: Any, handlers: Mapping[type, Callable[[Context, Any], str]],
                  *, function: str, forget: tuple[type, ...] = ()) -> str:
     """Parse one event and run its handler once; returns the outcome (also logged).
+
+    ``delivery`` is the event as the Functions worker hands it over (``func.EventGridEvent``,
+    ``func.CloudEvent``) or its already decoded dict (:func:`shared.events.payload_of`).
 
     A malformed event, or one of a type this function does not handle, is acknowledged with a
     log line saying why (a retry could never succeed). A replay of an event already handled is
@@ -184,7 +187,7 @@ def handle_event(ctx: Context, payload: Mapping[str, Any], handlers: Mapping[typ
     is not remembered either.
     """
     try:
-        event = events.parse(payload)
+        event = events.parse(events.payload_of(delivery))
     except events.MalformedEvent as e:
         log.warning("%s: malformed event acknowledged without action: %s", function, e.message)
         return "malformed"

@@ -99,14 +99,14 @@ def unsafe_name(path: str) -> str:
 # --------------------------------------------------------------------------- events
 
 
-def handle_landing_event(ctx: Context, payload: Mapping[str, Any]) -> str:
-    """``on_landing_event``: one Event Grid delivery of the landing container.
+def handle_landing_event(ctx: Context, delivery: Any) -> str:
+    """``on_landing_event``: one Event Grid delivery of the landing container (a binding or its dict).
 
     Event ids are not remembered here: recording a blob is an upsert keyed by its name (the eTag
     is kept) and closing is a ledger claim, so replays are harmless and thousands of blobs cost
     two ledger calls fewer each.
     """
-    return handle_event(ctx, payload, {BlobCreated: on_blob_created}, function="on_landing_event",
+    return handle_event(ctx, delivery, {BlobCreated: on_blob_created}, function="on_landing_event",
                         forget=(BlobCreated,))
 
 

@@ -41,9 +41,9 @@ POLL_AFTER_SECONDS = 600.0  # a submitted run silent this long is polled by reco
 _FAILED = {"failed": RunState.FAILED, "canceled": RunState.CANCELED, "cancelled": RunState.CANCELED}
 
 
-def handle_aml_event(ctx: Context, payload: Mapping[str, Any]) -> str:
-    """``on_aml_event``: one Event Grid delivery of the workspace."""
-    return handle_event(ctx, payload, {RunCompleted: on_run_completed, RunStatusChanged: on_run_status_changed,
+def handle_aml_event(ctx: Context, delivery: Any) -> str:
+    """``on_aml_event``: one Event Grid delivery of the workspace (a binding or its dict)."""
+    return handle_event(ctx, delivery, {RunCompleted: on_run_completed, RunStatusChanged: on_run_status_changed,
                                        ModelRegistered: on_model_event, ModelDeployed: on_model_event},
                         function="on_aml_event", forget=(ModelRegistered, ModelDeployed))
 

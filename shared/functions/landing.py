@@ -6,7 +6,6 @@ import logging
 
 import azure.functions as func
 
-from shared.events import MalformedEvent, payload_of
 from shared.flows import ingest
 from shared.flows.context import get_context
 
@@ -17,12 +16,7 @@ log = logging.getLogger(__name__)
 @bp.function_name("on_landing_event")
 @bp.event_grid_trigger(arg_name="event")
 def on_landing_event(event: func.EventGridEvent) -> None:
-    try:
-        payload = payload_of(event)
-    except MalformedEvent as e:  # a retry cannot fix it: acknowledge, say why (as handle_event does)
-        log.warning("on_landing_event: malformed event acknowledged without action: %s", e.message)
-        return
-    ingest.handle_landing_event(get_context(), payload)
+    ingest.handle_landing_event(get_context(), event)
 
 
 @bp.function_name("close_quiet_batches")

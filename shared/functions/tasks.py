@@ -8,7 +8,7 @@ import logging
 import azure.functions as func
 
 from shared.errors import InvalidValue
-from shared.flows import outbox, retention, rollout, runs
+from shared.flows import maintenance, rollout
 from shared.flows.context import get_context
 
 bp = func.Blueprint()
@@ -29,12 +29,4 @@ def deploy_group(msg: func.QueueMessage) -> None:
 @bp.function_name("reconcile")
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
 def reconcile(timer: func.TimerRequest) -> None:
-    ctx = get_context()
-    try:
-        runs.reconcile(ctx)
-    finally:  # publish what earlier flows left in the outbox (shared/flows/outbox.py); never raises
-        outbox.after_reconcile(ctx)
-    try:  # at most hourly (shared/flows/retention.py); a failure must not fail the reconcile above
-        retention.apply_if_due(ctx)
-    except Exception:
-        log.exception("retention pass failed; the next reconcile tries again")
+    maintenance.reconcile(get_context())
