@@ -115,8 +115,9 @@ def _endpoint(value: str, setting: Setting) -> str:
 
 
 _SPEC: dict[str, Setting] = {
-    "backend": Setting("MANYMODELS_BACKEND", "local", "'local' or 'aml'", _choice("local", "aml"),
-                       "Where Azure ML work runs: the local workspace or Azure ML (SDK v1)."),
+    "backend": Setting("MANYMODELS_BACKEND", "local", "'local', 'aml' or 'amlv2'", _choice("local", "aml", "amlv2"),
+                       "Where Azure ML work runs: the local workspace, Azure ML through SDK v1 (existing "
+                       "workspaces; v1 support ended 30 June 2026) or Azure ML through SDK v2 (azure-ai-ml)."),
     "home": Setting("MANYMODELS_HOME", ".manymodels", "a directory path", _path,
                     "Local workspace directory (SQLite, models, runs, Azurite data, logs)."),
     "storage_connection": Setting("AzureWebJobsStorage", "UseDevelopmentStorage=true",
@@ -134,8 +135,11 @@ _SPEC: dict[str, Setting] = {
                             "Deploy to local scoring services (local backend only)."),
     "deploy_aci": Setting("DEPLOY_ACI", "false", "true or false", _bool,
                           "Deploy model groups and the router to Azure Container Instances."),
+    "deploy_managed": Setting("DEPLOY_MANAGED", "false", "true or false", _bool,
+                              "Deploy model groups and the router to managed online endpoints (amlv2 backend)."),
     "deploy_aks": Setting("DEPLOY_AKS", "false", "true or false", _bool,
-                          "Deploy model groups and the router to the attached AKS cluster."),
+                          "Deploy model groups and the router to the attached AKS cluster (a Kubernetes "
+                          "online endpoint on the amlv2 backend)."),
     "aks_name": Setting("AKS_NAME", "", "an AKS compute target name", _text,
                         "Name of the AKS compute target attached to the workspace."),
     "aks_resource_group": Setting("AKS_RESOURCE_GROUP", "", "a resource group name", _text,
@@ -173,9 +177,9 @@ _SPEC: dict[str, Setting] = {
     "resource_group": Setting("RESOURCE_GROUP", "", "a resource group name", _text,
                               "Resource group holding the workspace."),
     "subscription_id": Setting("AZURE_SUBSCRIPTION_ID", "", "a subscription id", _text,
-                               "Subscription of the Azure ML workspace (aml backend)."),
+                               "Subscription of the Azure ML workspace (aml and amlv2 backends)."),
     "workspace_name": Setting("AML_WORKSPACE_NAME", "", "an Azure ML workspace name", _text,
-                              "Azure ML workspace name (aml backend)."),
+                              "Azure ML workspace name (aml and amlv2 backends)."),
     "compute_name": Setting("AML_COMPUTE_NAME", "cpu-compute", "a compute target name", _name,
                             "Compute cluster the AML pipelines run on."),
     "training_pipeline_name": Setting("TRAINING_PIPELINE_NAME", "manymodels-training", "a pipeline name",
@@ -235,6 +239,7 @@ class Settings:
     training_method: str
     deploy_local: bool
     deploy_aci: bool
+    deploy_managed: bool
     deploy_aks: bool
     aks_name: str
     aks_resource_group: str
@@ -281,12 +286,22 @@ class Settings:
         if self.events_topic_endpoint == LOCAL_TOPIC and self.backend != "local":
             raise SettingsError("EVENTS_TOPIC_ENDPOINT=local needs MANYMODELS_BACKEND=local: on Azure set it to "
                                 "the custom topic's endpoint (infra/main.bicep sets it)")
-        if self.backend == "aml":
+        if self.backend in ("aml", "amlv2"):
             missing = [s.env for n, s in _SPEC.items()
                        if n in ("subscription_id", "resource_group", "workspace_name") and not getattr(self, n)]
             if missing:
-                raise SettingsError(f"MANYMODELS_BACKEND=aml needs {', '.join(missing)}: set the Azure ML "
+                raise SettingsError(f"MANYMODELS_BACKEND={self.backend} needs {', '.join(missing)}: set the Azure ML "
                                     "workspace's subscription id, resource group and name")
+        if self.backend == "aml" and self.training_method == "automl":
+            raise SettingsError("TRAINING_METHOD=automl needs MANYMODELS_BACKEND=amlv2: the AutoML v1 runtime does "
+                                "not install beside the product's pins, so on SDK v1 only customscript trains; "
+                                "SDK v2 runs Azure AutoML many models from its registry components")
+        if self.deploy_managed and self.backend != "amlv2":
+            raise SettingsError("DEPLOY_MANAGED=true needs MANYMODELS_BACKEND=amlv2: managed online endpoints are "
+                                "an Azure ML SDK v2 resource")
+        if self.deploy_aci and self.backend == "amlv2":
+            raise SettingsError("DEPLOY_ACI=true is not available with MANYMODELS_BACKEND=amlv2: SDK v2 has no ACI "
+                                "webservices; set DEPLOY_MANAGED=true (managed online endpoints) instead")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and CLI flags)."""
@@ -302,6 +317,8 @@ class Settings:
             targets.append("local")
         if self.deploy_aci:
             targets.append("aci")
+        if self.deploy_managed:
+            targets.append("managed")
         if self.deploy_aks:
             targets.append("aks")
         return tuple(targets)

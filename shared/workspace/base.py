@@ -55,7 +55,8 @@ class RunStatus(StrEnum):
 class ServiceKind(StrEnum):
     LOCAL = "local"
     ACI = "aci"
-    AKS = "aks"
+    MANAGED = "managed"  # a managed online endpoint (SDK v2)
+    AKS = "aks"  # an AKS webservice (SDK v1) or a Kubernetes online endpoint on attached AKS (SDK v2)
 
 
 class ServiceState(StrEnum):

@@ -23,7 +23,7 @@ def test_defaults_follow_the_design():
         ("MAX_CONTAINER_SIZE", "ten", "from 1 to 1000"),
         ("DEPLOY_ACI", "maybe", "true or false"),
         ("TRAINING_METHOD", "foo", "'customscript' or 'automl'"),
-        ("MANYMODELS_BACKEND", "cloud", "'local' or 'aml'"),
+        ("MANYMODELS_BACKEND", "cloud", "'local', 'aml' or 'amlv2'"),
         ("TRAINING_MODE", "some", "'changed' or 'all'"),
         ("DATA_QUIET_SECONDS", "-1", "seconds"),
     ],

@@ -9,7 +9,6 @@ returns the existing version (replays are normal), and ``create_new_version`` do
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from shared.errors import InvalidValue, NotFound
 from shared.storage.blobs import BlobStore
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import DatasetFile, DatasetMode, DatasetStore, DatasetVersion
+from shared.workspace.dataset_versions import plan_version
 
 if TYPE_CHECKING:
     from shared.workspace.aml.workspace import AmlWorkspace
@@ -32,13 +32,6 @@ TAG_MODE = "manymodels_mode"
 _INTERNAL_TAGS = (TAG_FINGERPRINT, TAG_FILES, TAG_MODE)
 
 
-def fingerprint(files: Sequence[DatasetFile]) -> str:
-    """Content fingerprint of a file list: same names and contents -> same value (the batch folder
-    a file arrived in does not matter: a replay from another batch registers nothing)."""
-    lines = sorted(f"{f.name}\t{f.fingerprint}" for f in files)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
-
-
 def datastore_name(datastore: str) -> str:
     """AML datastore name for ``azureblob://<container>`` (names allow letters, digits and ``_``)."""
     scheme, _, container = datastore.partition("://")
@@ -46,29 +39,6 @@ def datastore_name(datastore: str) -> str:
         raise InvalidValue(f"datastore={datastore!r} is not allowed on Azure ML: expected "
                            "'azureblob://<container>' (a container of the product's storage account)")
     return container.replace("-", "_")
-
-
-def merge(previous: Sequence[DatasetFile], files: Sequence[DatasetFile]) -> tuple[DatasetFile, ...]:
-    """A partial batch: its files replace files of the same name on top of ``previous``."""
-    by_name = {f.name: f for f in previous}
-    by_name.update({f.name: f for f in files})
-    return tuple(sorted(by_name.values(), key=lambda f: f.name))
-
-
-def changed_names(previous: Sequence[DatasetFile] | None, files: Sequence[DatasetFile]) -> tuple[str, ...]:
-    if previous is None:
-        return tuple(sorted(f.name for f in files))
-    before = {f.name: f.fingerprint for f in previous}
-    return tuple(sorted(f.name for f in files if before.get(f.name) != f.fingerprint))
-
-
-def _check(files: Sequence[DatasetFile]) -> None:
-    if not files:
-        raise InvalidValue("a dataset version needs at least one file: the batch is empty")
-    seen: set[str] = set()
-    dupes = sorted({f.name for f in files if f.name in seen or seen.add(f.name)})
-    if dupes:
-        raise InvalidValue(f"file names must be unique within a dataset version; repeated: {', '.join(dupes[:5])}")
 
 
 class AmlDatasetStore(DatasetStore):
@@ -91,19 +61,13 @@ class AmlDatasetStore(DatasetStore):
         mode: DatasetMode = DatasetMode.FULL,
         tags: Mapping[str, str] | None = None,
     ) -> DatasetVersion:
-        _check(files)
         store_name = datastore_name(datastore)
         latest = self._latest_or_none(name)
-        if mode == DatasetMode.PARTIAL:
-            if latest is None:
-                raise InvalidValue(f"dataset {name!r} has no version yet, so a 'partial' batch has nothing to "
-                                   "replace files in: send the first batch with mode 'full'")
-            files = merge(latest.files, files)
-        files = tuple(sorted(files, key=lambda f: f.name))
-        fp = fingerprint(files)
-        if latest is not None and fingerprint(latest.files) == fp:
+        planned = plan_version(name, files, datastore=datastore, mode=mode, latest=latest)
+        if planned is None:
+            assert latest is not None  # a replay is of the latest version
             return latest
-        changed = changed_names(latest.files if latest else None, files)
+        files, fp, changed = planned.files, planned.fingerprint, planned.changed
         document = f"{name}/{fp}-after-{latest.version if latest else 0}.json"
         self._write_document(document, datastore=datastore, mode=mode, files=files, changed=changed,
                              created=datetime.now(UTC).isoformat())

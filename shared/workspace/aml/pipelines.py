@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from azureml.core import Experiment
 from azureml.pipeline.core import PublishedPipeline as SdkPublishedPipeline
 
-from shared.errors import InvalidValue, NotFound
+from shared.errors import NotFound
 from shared.workspace.aml.runs import TAG_DATASET, TAG_DATASET_VERSION, TAG_KIND
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import (
@@ -23,12 +23,10 @@ from shared.workspace.base import (
     RunStatus,
     TrainingMode,
 )
+from shared.workspace.run_parameters import run_parameters as checked_run_parameters
 
 if TYPE_CHECKING:
     from shared.workspace.aml.workspace import AmlWorkspace
-
-MODES = tuple(TrainingMode)
-
 
 def _version_number(text: str | None) -> int:
     try:
@@ -94,11 +92,10 @@ class AmlPipelineStore(PipelineStore):
         settings = self._workspace.settings
         published = self._latest(name)
         kind = _kind_of(published, settings)
-        params = dict(parameters or {})
-        mode = str(params.get("mode", settings.training_mode)).lower()
-        if mode not in MODES:
-            raise InvalidValue(f"parameter mode={mode!r} is not allowed: expected 'changed' or 'all'")
-        only_changed = kind == PipelineKind.TRAINING and mode == "changed"
+        params = checked_run_parameters(kind, parameters or {}, base={}, default_mode=settings.training_mode,
+                                        allowed=("mode",), backend="Azure ML")
+        mode = params.get("mode", "")
+        only_changed = kind == PipelineKind.TRAINING and mode == TrainingMode.CHANGED
         files = self._workspace.datasets.submission(dataset, only_changed=only_changed)
         from pipelines.aml.build import DATASET_PARAMETER, DATASET_VERSION_PARAMETER
 
@@ -107,13 +104,13 @@ class AmlPipelineStore(PipelineStore):
             pipeline_parameters[DATASET_VERSION_PARAMETER] = str(dataset.version)
         run_tags = {**(tags or {}), TAG_KIND: str(kind), TAG_DATASET: dataset.name,
                     TAG_DATASET_VERSION: str(dataset.version),
-                    **{f"param_{k}": str(v) for k, v in {**params, "mode": mode}.items()}}
+                    **{f"param_{k}": str(v) for k, v in params.items()}}
         with sdk_call(f"submit pipeline {name!r} on dataset {dataset.name!r} version {dataset.version}"):
             pipeline_run = Experiment(self._ws, name).submit(published, tags=run_tags,
                                                              pipeline_parameters=pipeline_parameters)
         return Run(run_id=pipeline_run.id, pipeline=name, kind=kind, experiment=name, status=RunStatus.QUEUED,
                    dataset_name=dataset.name, dataset_version=dataset.version,
-                   parameters={**params, "mode": mode}, tags=run_tags,
+                   parameters=params, tags=run_tags,
                    submitted=datetime.now(UTC).isoformat())
 
     # ------------------------------------------------------------------ internals

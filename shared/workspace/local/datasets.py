@@ -17,9 +17,9 @@ from urllib.parse import unquote, urlparse
 
 from shared.errors import InvalidValue, NotFound
 from shared.workspace.base import DatasetFile, DatasetMode, DatasetStore, DatasetVersion, parse_version
+from shared.workspace.dataset_versions import NewVersion, check_files, plan_version
 from shared.workspace.local.db import Database, dumps, loads, plain_cursor, utc_now
 
-DATASTORE_SCHEMES = ("azureblob://", "file:///")
 _HASH_CHUNK = 1 << 20
 
 
@@ -73,34 +73,6 @@ def _md5(path: Path) -> bytes:
 # --------------------------------------------------------------------------- the store
 
 
-def _digest(files: Sequence[DatasetFile]) -> str:
-    h = hashlib.sha256()
-    for name, fingerprint in sorted((f.name, f.fingerprint) for f in files):
-        h.update(f"{name}\0{fingerprint}\n".encode())
-    return h.hexdigest()
-
-
-def _check(name: str, files: Sequence[DatasetFile], datastore: str, mode: DatasetMode) -> None:
-    if not name or not name.strip() or "/" in name:
-        raise InvalidValue(f"dataset name {name!r} is not allowed: expected a non-empty name without '/'")
-    if mode not in tuple(DatasetMode):
-        raise InvalidValue(f"dataset mode {mode!r} is not allowed: expected 'full' or 'partial'")
-    if not datastore.startswith(DATASTORE_SCHEMES):
-        raise InvalidValue(f"datastore {datastore!r} is not allowed: expected azureblob://<container> "
-                           "or file:///abs/dir")
-    if not files:
-        raise InvalidValue(f"dataset {name!r}: a version needs at least one file, got none")
-    seen: set[str] = set()
-    for f in files:
-        if not f.name:
-            raise InvalidValue(f"dataset {name!r}: a file has an empty name (path {f.path!r})")
-        if not f.fingerprint:
-            raise InvalidValue(f"dataset {name!r}: file {f.name!r} has neither md5 nor etag")
-        if f.name in seen:
-            raise InvalidValue(f"dataset {name!r}: file name {f.name!r} appears twice; names must be unique")
-        seen.add(f.name)
-
-
 class LocalDatasetStore(DatasetStore):
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -114,28 +86,18 @@ class LocalDatasetStore(DatasetStore):
         mode: DatasetMode = DatasetMode.FULL,
         tags: Mapping[str, str] | None = None,
     ) -> DatasetVersion:
-        files = list(files)
-        _check(name, files, datastore, mode)
-        mode = DatasetMode(mode)
+        mode = check_files(name, files, datastore=datastore, mode=mode)
         tags = {str(k): str(v) for k, v in (tags or {}).items()}
         with self.db.transaction() as tx:
-            latest = tx.execute("SELECT version, digest FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1",
-                                (name,)).fetchone()
-            if latest is None and mode is DatasetMode.PARTIAL:
-                raise InvalidValue(f"dataset {name!r} has no version yet, so a partial batch has nothing to "
-                                   "update: upload the first batch with mode 'full'")
-            previous: list[DatasetFile] | None = None
-            if mode is DatasetMode.PARTIAL:
-                previous = self._files(tx, name, latest["version"])
-                files = _merge(previous, files)
-            digest = _digest(files)
-            if latest and latest["digest"] == digest:
-                version = latest["version"]  # a replay: the same content is already the latest version
+            row = tx.execute("SELECT version FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1",
+                             (name,)).fetchone()
+            latest = self._get(tx, name, row["version"]) if row else None
+            planned = plan_version(name, files, datastore=datastore, mode=mode, latest=latest)
+            if planned is None:
+                version = row["version"]  # a replay: the same content is already the latest version
             else:
-                if previous is None:
-                    previous = self._files(tx, name, latest["version"]) if latest else []
-                version = (latest["version"] + 1) if latest else 1
-                self._insert(tx, name, version, datastore, mode, tags, digest, files, previous)
+                version = (row["version"] + 1) if row else 1
+                self._insert(tx, name, version, datastore, mode, tags, planned)
         return self.get(name, version)
 
     def get(self, name: str, version: int | str = "latest") -> DatasetVersion:
@@ -167,25 +129,25 @@ class LocalDatasetStore(DatasetStore):
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _files(conn: sqlite3.Connection, name: str, version: int) -> list[DatasetFile]:
-        rows = conn.execute("SELECT name, path, etag, size, md5 FROM dataset_files WHERE dataset = ? AND version = ? "
-                            "ORDER BY ordinal", (name, version)).fetchall()
-        return [DatasetFile(name=r["name"], path=r["path"], etag=r["etag"], size=r["size"], md5=r["md5"])
-                for r in rows]
+    def _get(conn: sqlite3.Connection, name: str, version: int) -> DatasetVersion:
+        head = conn.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
+        rows = plain_cursor(conn).execute(
+            f"SELECT {_FILE_COLUMNS} FROM dataset_files WHERE dataset = ? AND version = ? ORDER BY ordinal",
+            (name, version)).fetchall()
+        return _version(head, rows)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, name: str, version: int, datastore: str, mode: DatasetMode,
-                tags: Mapping[str, str], digest: str, files: Sequence[DatasetFile],
-                previous: Sequence[DatasetFile]) -> None:
-        before = {f.name: f.fingerprint for f in previous}
+                tags: Mapping[str, str], planned: NewVersion) -> None:
+        changed = set(planned.changed)
         conn.execute("INSERT INTO datasets (name, version, datastore, mode, tags, created, digest) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (name, version, datastore, str(mode), dumps(tags), utc_now(), digest))
+                     (name, version, datastore, str(mode), dumps(tags), utc_now(), planned.fingerprint))
         conn.executemany(
             "INSERT INTO dataset_files (dataset, version, ordinal, name, path, etag, size, md5, changed) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ((name, version, i, f.name, f.path, f.etag, int(f.size), f.md5, int(before.get(f.name) != f.fingerprint))
-             for i, f in enumerate(files)),
+            ((name, version, i, f.name, f.path, f.etag, int(f.size), f.md5, int(f.name in changed))
+             for i, f in enumerate(planned.files)),
         )
 
     @staticmethod
@@ -197,15 +159,7 @@ class LocalDatasetStore(DatasetStore):
         return f"dataset {name!r} has no version {version!r} (versions 1..{versions[-1]})"
 
 
-def _merge(previous: Sequence[DatasetFile], batch: Sequence[DatasetFile]) -> list[DatasetFile]:
-    """A partial batch on top of the previous version: same names replaced in place, new ones appended."""
-    replacements = {f.name: f for f in batch}
-    merged = [replacements.pop(f.name, f) for f in previous]
-    return merged + [f for f in batch if f.name in replacements]
-
-
 _FILE_COLUMNS = "name, path, etag, size, md5, changed"
-
 
 
 def _version(head: sqlite3.Row, rows: Sequence[tuple]) -> DatasetVersion:

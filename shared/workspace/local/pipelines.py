@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.data.schema import DEFAULT_SETTINGS_FILE, DatasetSchema
 from shared.errors import Conflict, InvalidValue, NotFound
 from shared.paths import REPO_ROOT
 from shared.processes import runs_command
@@ -39,25 +38,21 @@ from shared.workspace.base import (
     PublishedPipeline,
     Run,
     RunStatus,
-    TrainingMode,
 )
 from shared.workspace.local import events as workspace_events
 from shared.workspace.local.db import dumps, loads, utc_now
-from shared.workspace.parallel_config import ParallelRunConfig, load_parallel_config
+from shared.workspace.parallel_config import load_parallel_config
+from shared.workspace.run_parameters import run_parameters as checked_run_parameters
 
 if TYPE_CHECKING:
     from shared.workspace.local.workspace import LocalWorkspace
 
 log = logging.getLogger(__name__)
 
-MODES = tuple(TrainingMode)
 RUNNER_MODULE = "shared.workspace.local.runner"
 RUNNER_LOG = "runner.log"
 PID_FILE = "runner.pid"
 NEVER_STARTED_SECONDS = 120.0  # a queued run with no runner pid this long after submit was never started
-# ParallelRunConfig fields a run may override (the SDK lets PipelineParameters set these)
-RUN_OVERRIDABLE = ("mini_batch_size", "process_count_per_node", "node_count", "run_invocation_timeout",
-                   "run_max_try", "error_threshold", "allowed_failed_count", "logging_level")
 # environment the runner needs to see the same workspace and storage as the submitter
 _PASSED_SETTINGS = {"AzureWebJobsStorage": "storage_connection", "PREDICTIONS_CONTAINER": "predictions_container",
                     "LANDING_CONTAINER": "landing_container"}
@@ -94,7 +89,7 @@ class LocalPipelineStore(PipelineStore):
         if not isinstance(overrides, Mapping):
             raise InvalidValue("pipeline parameter 'parallel_run_config' must be a mapping of ParallelRunConfig fields")
         config = config.replace(**overrides) if overrides else config
-        defaults = _run_parameters(kind, params, base={}) if params else {}
+        defaults = checked_run_parameters(kind, params, base={}) if params else {}
         stored = {**defaults, "parallel_run_config": config.to_dict()}
         pipeline_id = str(uuid.uuid4())
         created = utc_now()
@@ -146,7 +141,7 @@ class LocalPipelineStore(PipelineStore):
             InvalidValue: a bad run parameter.
         """
         pipeline = self._published_or_default(name)
-        run_parameters = _run_parameters(pipeline.kind, parameters or {}, base=pipeline.parameters,
+        run_parameters = checked_run_parameters(pipeline.kind, parameters or {}, base=pipeline.parameters,
                                          default_mode=self.ws.settings.training_mode, pin_schema=True)
         run_id = str(uuid.uuid4())
         run = Run(
@@ -241,38 +236,6 @@ class LocalPipelineStore(PipelineStore):
 
     def close(self) -> None:
         """Runners are detached: they keep running (and finish their runs) after this process ends."""
-
-
-def _run_parameters(kind: PipelineKind, given: Mapping[str, Any], *, base: Mapping[str, Any],
-                    default_mode: str | None = None, pin_schema: bool = False) -> dict[str, Any]:
-    """Check parameters and merge them over the pipeline's defaults.
-
-    A run (``pin_schema``) always records the absolute schema file it ran with, and a training run
-    its mode (``default_mode`` is TRAINING_MODE).
-    """
-    allowed = ("mode", "settings_file", *RUN_OVERRIDABLE)
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise InvalidValue(f"unknown run parameter(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
-    merged = {k: v for k, v in base.items() if k != "parallel_run_config"}
-    if kind == PipelineKind.TRAINING and (mode := given.get("mode", base.get("mode", default_mode))) is not None:
-        if str(mode).strip().lower() not in MODES:
-            raise InvalidValue(f"run parameter mode={mode!r} is not allowed: expected 'changed' or 'all'")
-        merged["mode"] = str(mode).strip().lower()
-    elif "mode" in given:
-        raise InvalidValue("run parameter 'mode' is for training pipelines; a forecasting run uses every file")
-    settings_file = given.get("settings_file", base.get("settings_file"))
-    if settings_file or pin_schema:
-        merged["settings_file"] = str(Path(settings_file or DEFAULT_SETTINGS_FILE).expanduser().resolve())
-        DatasetSchema.load(merged["settings_file"])  # a bad schema fails the submit, not the run
-    overrides = {k: given[k] for k in RUN_OVERRIDABLE if k in given}
-    snapshot = base.get("parallel_run_config")
-    if snapshot:
-        config = ParallelRunConfig.from_dict(snapshot, source="published pipeline")
-        merged["parallel_run_config"] = (config.replace(**overrides) if overrides else config).to_dict()
-    elif overrides:
-        raise InvalidValue("ParallelRunStep overrides need a published pipeline; publish it first")
-    return merged
 
 
 def _pipeline(row) -> PublishedPipeline:
