@@ -110,7 +110,7 @@ def _run(tmp: Path, connection: str, blobs: int) -> dict:
         started = time.perf_counter()
         handle(ctx, payload_of(_event("landing", manifest.name, manifest.etag, manifest.size)))
         closes.append(time.perf_counter() - started)
-        assert ctx.ledger.get_batch("train", batch).file_count == blobs
+        assert ctx.ledger.batches.get("train", batch).file_count == blobs
     set_context(None)
     workspace.close()
     return {"blobs": blobs, "sequential_events_per_s": round(rates["sequential"], 1),

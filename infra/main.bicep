@@ -4,6 +4,9 @@
 // Deployed twice by pipelines/ado/bootstrap.yml: first with deployEventSubscriptions=false, then,
 // once the function code is deployed, with true (Event Grid checks the target functions exist).
 // No secret or account key is written here: every connection is by managed identity.
+// backend picks the Azure ML SDK the Function App uses (MANYMODELS_BACKEND): 'amlv2' (azure-ai-ml,
+// the default: SDK v1 support ended 30 June 2026) or 'aml' (azureml-core, existing v1 deployments);
+// docs/deploy-azure.md ('Which backend', section 9) says how to choose and how to move to v2.
 
 targetScope = 'resourceGroup'
 
@@ -13,6 +16,14 @@ targetScope = 'resourceGroup'
 param namespace string
 param location string = resourceGroup().location
 param tags object = { application: 'manymodels' }
+
+@description('MANYMODELS_BACKEND: amlv2 (Azure ML SDK v2, azure-ai-ml) or aml (SDK v1, azureml-core; support ended 30 June 2026).')
+@allowed(['amlv2', 'aml'])
+param backend string = 'amlv2'
+
+@description('Replication of the product\'s storage account (landing data, ledger, deployment state). Standard_LRS only in a region without a paired region.')
+@allowed(['Standard_GRS', 'Standard_RAGRS', 'Standard_ZRS', 'Standard_GZRS', 'Standard_RAGZRS', 'Standard_LRS'])
+param storageSku string = 'Standard_GRS'
 
 @description('AML_COMPUTE_NAME: compute cluster of the training and forecasting pipelines.')
 param computeName string = 'cpu-compute'
@@ -25,7 +36,7 @@ param computeMaxNodes int = 4
 @description('Object id of the principal running the bootstrap (it uploads the sample data by identity).')
 param deployerPrincipalId string = ''
 
-@description('Object id of the identity the routing webservice runs as on AKS (the cluster\'s kubelet identity): it gets Key Vault Secrets User to read the group keys.')
+@description('Backend aml: object id of the identity the routing webservice runs as on AKS (the cluster\'s kubelet identity): it gets Key Vault Secrets User to read the group keys. On amlv2 the router has its own identity (modules/routeridentity.bicep).')
 param routerPrincipalId string = ''
 
 @description('Create the Event Grid subscriptions (needs the functions deployed).')
@@ -41,7 +52,11 @@ param eventsWebhookEventTypes array = []
 param trainingMethod string = 'customscript'
 @allowed(['changed', 'all'])
 param trainingMode string = 'changed'
+@description('DEPLOY_ACI: Azure Container Instances webservices; backend aml only (SDK v2 has none).')
 param deployAci bool = false
+@description('DEPLOY_MANAGED: managed online endpoints; backend amlv2 only.')
+param deployManaged bool = false
+@description('DEPLOY_AKS: the attached AKS cluster (aml: AKS webservices; amlv2: Kubernetes online endpoints).')
 param deployAks bool = false
 param aksName string = ''
 param aksResourceGroup string = ''
@@ -69,7 +84,9 @@ var names = {
   functionApp: '${namespace}func'
   plan: '${namespace}plan'
   eventsTopic: '${namespace}-events'
+  routerIdentity: '${namespace}-router'
 }
+var sdkV2 = backend == 'amlv2'
 var containers = {
   landing: 'landing'
   predictions: 'predictions'
@@ -86,13 +103,14 @@ var eventGrid = loadJsonContent('eventgrid/subscriptions.json')
 // Every setting shared/settings.py reads (tests/unit/test_infra_bicep.py checks the list), except
 // AzureWebJobsStorage, which is identity-based (AzureWebJobsStorage__* in modules/functionapp.bicep).
 var appSettings = {
-  MANYMODELS_BACKEND: 'aml'
+  MANYMODELS_BACKEND: backend
   MANYMODELS_HOME: '/tmp/manymodels'
   LANDING_CONTAINER: containers.landing
   PREDICTIONS_CONTAINER: containers.predictions
   TRAINING_METHOD: trainingMethod
   DEPLOY_LOCAL: 'false'
   DEPLOY_ACI: string(deployAci)
+  DEPLOY_MANAGED: string(deployManaged)
   DEPLOY_AKS: string(deployAks)
   AKS_NAME: aksName
   AKS_RESOURCE_GROUP: aksResourceGroup
@@ -124,6 +142,10 @@ var appSettings = {
   // The product's events go to the custom topic by managed identity (EventGrid Data Sender): no key.
   EVENTS_TOPIC_ENDPOINT: productTopic.outputs.endpoint
   EVENTS_TOPIC_KEY: ''
+  // SDK v2: the identity the router endpoint runs as and calls the group endpoints with
+  // (modules/routeridentity.bicep); empty on SDK v1, whose router uses the group keys in Key Vault.
+  ROUTER_IDENTITY_RESOURCE_ID: sdkV2 ? routerIdentity.outputs.id : ''
+  ROUTER_IDENTITY_CLIENT_ID: sdkV2 ? routerIdentity.outputs.clientId : ''
 }
 
 module storage 'modules/storage.bicep' = {
@@ -132,6 +154,7 @@ module storage 'modules/storage.bicep' = {
     name: names.storage
     location: location
     tags: tags
+    sku: storageSku
     containers: [
       containers.landing
       containers.predictions
@@ -171,6 +194,8 @@ module registry 'modules/registry.bicep' = {
     name: names.registry
     location: location
     tags: tags
+    // SDK v1 ACI webservices pull with the admin credentials; on SDK v2 every pull is by identity
+    adminUserEnabled: !sdkV2
   }
 }
 
@@ -192,7 +217,23 @@ module aml 'modules/aml.bicep' = {
     datastoreContainers: [
       containers.landing
       containers.predictions
+      // SDK v2 pipeline jobs read their file selection from here (shared/workspace/amlv2/datasets.py job_inputs)
+      containers.datasets
     ]
+  }
+}
+
+module routerIdentity 'modules/routeridentity.bicep' = if (sdkV2) {
+  name: 'routeridentity'
+  params: {
+    name: names.routerIdentity
+    location: location
+    tags: tags
+    workspaceName: aml.outputs.name
+    registryName: registry.outputs.name
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    readsGroupKeys: deployAks
   }
 }
 
@@ -218,6 +259,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsId: monitoring.outputs.appInsightsId
     workspaceName: aml.outputs.name
     appSettings: appSettings
+    routerIdentityName: sdkV2 ? names.routerIdentity : ''
   }
 }
 
@@ -251,4 +293,6 @@ output functionAppHostName string = functionApp.outputs.hostName
 output storageAccountName string = storage.outputs.name
 output workspaceName string = aml.outputs.name
 output computeName string = computeName
+output backend string = backend
+output routerIdentityClientId string = sdkV2 ? routerIdentity.outputs.clientId : ''
 output eventsTopicEndpoint string = productTopic.outputs.endpoint

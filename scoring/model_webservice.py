@@ -2,7 +2,8 @@
 
 Serves every model under ``AZUREML_MODEL_DIR`` in the registered-model layout
 ``<name>/<version>/model.json`` (the highest version by number; AML may add one folder level under
-the version, which is searched too). All models are loaded once in ``init()``.
+the version, which is searched too; ``MANYMODELS_MODELS_SUBDIR`` names a folder inside it when the
+models sit one level down, as in an SDK v2 group model asset). All models are loaded once in ``init()``.
 
 - POST ``/score``: a JSON array of records
   ``{"id": {"Store": .., "Brand": ..}, "model_type": "lr", "forecast_start": "1992-10-08",
@@ -27,7 +28,16 @@ known values carried forward and the answer a ``warnings`` list. Forecasts of a 
 The common request - a regression model (``lr``, ``demand``, ``loglog``) forecast from the week
 after its training data, without history - skips the per-request pandas calendar work: its first
 week, lag seeds and week stamps are computed once (by ``forecaster.check_request`` itself) and
-reused; every other request takes the general ``forecaster.forecast_many`` path. Both give the same answer.
+reused; every other request takes the general ``forecaster.forecast_many`` path. Both are stepped by the
+same batching loop (``forecaster.step_many``), so they give the same answer.
+
+The model's type, as training tagged it (``ModelType``), picks how it is served: ``model.json`` models
+(``lr``, ``demand``, ``loglog``, the baselines) as above; ``automl`` models (a ``model.pkl`` trained by
+Azure AutoML many models, scoring/forecaster/automl.py) are loaded on their first request and forecast
+one record at a time: the record's ``forecast_horizon`` weeks, given by the model's time column in
+``data.future`` (its first rows) or by ``forecast_start`` and ``forecast_freq``, with the record's id
+values and the other ``data.future`` columns as the pipeline's input. Their errors are per record too
+(400 for data the pipeline refuses, 500 for a pickle that cannot be loaded in this service).
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +60,14 @@ if _HERE not in sys.path:  # imported from tests or tools rather than by the inf
     sys.path.insert(0, _HERE)
 
 import forecaster  # noqa: E402
+from forecaster.requests import (  # noqa: E402
+    AutomlRequest,
+    FastRequest,
+    ForecastRequest,
+    Origin,
+    PendingRequest,
+    ServedModel,
+)
 
 try:  # the server's own decorator: run() then gets the request and can tell GET from POST
     from azureml_inference_server_http.api.aml_request import rawhttp
@@ -57,18 +75,24 @@ try:  # the server's own decorator: run() then gets the request and can tell GET
 except ImportError:  # offline (tests, tools): run() takes the POST body as a string
     AMLResponse = None
 
-    def rawhttp(func):  # type: ignore[no-redef]
+    def rawhttp(func: Any) -> Any:
         return func
+
+
+def _raw_http(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``rawhttp`` with a type (the server ships no type information)."""
+    wrapped: Callable[[Any], Any] = rawhttp(func)
+    return wrapped
 
 
 logger = logging.getLogger("manymodels.model_webservice")
 
 NOT_FOUND, BAD_REQUEST = 404, 400
 JSON_HEADERS = {"Content-Type": "application/json"}
-_models: dict[str, forecaster.Forecaster] = {}
+_models: dict[str, ServedModel] = {}
 _names: list[str] = []  # the GET answer, sorted once
-# id(model) -> (first forecast week, lag seeds) of a request without start or history; None: no fast path
-_origins: dict[int, tuple[pd.Timestamp, np.ndarray] | None] = {}
+# id(model) -> the Origin of a request without start or history; None: no fast path for that model
+_origins: dict[int, Origin | None] = {}
 
 
 class NonFinite(str):
@@ -115,9 +139,9 @@ class RecordError(Exception):
         self.status = status
 
 
-def load_models(root: str | os.PathLike[str]) -> dict[str, forecaster.Forecaster]:
-    """Every model under ``root`` at its highest version; folders without a forecaster model are skipped."""
-    models: dict[str, forecaster.Forecaster] = {}
+def load_models(root: str | os.PathLike[str]) -> dict[str, ServedModel]:
+    """Every model under ``root`` at its highest version; folders without a served model are skipped."""
+    models: dict[str, ServedModel] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if not entry.is_dir():
             continue
@@ -126,18 +150,52 @@ def load_models(root: str | os.PathLike[str]) -> dict[str, forecaster.Forecaster
             logger.warning("skipping %s: no numbered version folder", entry.name)
             continue
         try:
-            models[entry.name] = forecaster.load_model(directory)
+            models[entry.name] = load_served_model(entry.name, directory)
         except (OSError, ValueError, KeyError, RecursionError) as e:  # e.g. the deployment-state model
             logger.warning("skipping %s: %s holds no forecaster model (%s)", entry.name, directory, e)
     return models
 
 
+def load_served_model(name: str, directory: Path) -> ServedModel:
+    """The model in ``directory`` by its type: ``model.json`` (the type it records, as training tagged it)
+    or an AutoML ``model.pkl`` (tag ModelType=automl; unpickled on its first request).
+
+    Raises:
+        FileNotFoundError: neither file is there; ValueError/KeyError: a model.json of another format.
+    """
+    if forecaster.model_file(directory) is not None:
+        return forecaster.load_model(directory)
+    pickled = forecaster.pickle_file(directory)
+    if pickled is not None:
+        return forecaster.AutomlModel(name, pickled)
+    raise FileNotFoundError(f"no {forecaster.MODEL_FILE} or {forecaster.automl.PICKLE_FILE} in {directory} "
+                            "or its sub-folders")
+
+
+MODELS_SUBDIR_ENV = "MANYMODELS_MODELS_SUBDIR"  # SDK v2: the group's models sit one folder down in its model asset
+
+
+def models_root(model_dir: str | None, subdir: str = "") -> str:
+    """The folder holding ``<name>/<version>/`` model folders: ``AZUREML_MODEL_DIR``, or its ``subdir``
+    (SDK v2 deploys a group as one model asset whose models are under ``models/``)."""
+    if not model_dir or not os.path.isdir(model_dir):
+        raise RuntimeError(f"AZUREML_MODEL_DIR={model_dir!r} is not a folder: start the server with --model_dir "
+                           "pointing at <name>/<version>/model.json folders")
+    if not subdir:
+        return model_dir
+    parts = subdir.replace("\\", "/").split("/")
+    if os.path.isabs(subdir) or any(p in ("", ".", "..") for p in parts):
+        raise RuntimeError(f"{MODELS_SUBDIR_ENV}={subdir!r} is not allowed: expected a relative folder name "
+                           "inside AZUREML_MODEL_DIR, without '..'")
+    root = os.path.join(model_dir, *parts)
+    if not os.path.isdir(root):
+        raise RuntimeError(f"{MODELS_SUBDIR_ENV}={subdir!r}: {root} is not a folder of the deployed model asset")
+    return root
+
+
 def init() -> None:
     """Load every model once per worker process."""
-    root = os.environ.get("AZUREML_MODEL_DIR")
-    if not root or not os.path.isdir(root):
-        raise RuntimeError(f"AZUREML_MODEL_DIR={root!r} is not a folder: start the server with --model_dir "
-                           "pointing at <name>/<version>/model.json folders")
+    root = models_root(os.environ.get("AZUREML_MODEL_DIR"), os.environ.get(MODELS_SUBDIR_ENV, ""))
     _models.clear()
     _origins.clear()
     _models.update(load_models(root))
@@ -145,7 +203,7 @@ def init() -> None:
     logger.info("serving %d models from %s", len(_models), root)
 
 
-@rawhttp
+@_raw_http
 def run(request: Any) -> Any:
     """GET: the model names served. POST: one answer per record, in request order."""
     if isinstance(request, str | bytes):
@@ -183,18 +241,21 @@ def answer(records: list[Any]) -> list[dict[str, Any]]:
     """Answer each record on its own (a bad record never fails the others); the good ones are
     forecast together in one batched call."""
     answers: list[dict[str, Any]] = []
-    requests: list[tuple[int, forecaster.Forecaster, pd.Timestamp | None, int, np.ndarray | None,
-                         dict[pd.Timestamp, float] | None]] = []
-    fast: list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]] = []
+    general: list[PendingRequest] = []
+    fast: list[FastRequest] = []
+    automl: list[tuple[int, AutomlRequest]] = []
     for index, record in enumerate(records):
         answers.append(dict(record) if isinstance(record, Mapping) else {"record": record})
         try:
-            model, start, horizon, exog, history = parse_record(record)
-            seeds = _fast_seeds(model, start, horizon, exog, history)
-            if seeds is None:
-                requests.append((index, model, start, horizon, exog, history))
+            request = parse_record(record)
+            if isinstance(request, AutomlRequest):
+                automl.append((index, request))
+                continue
+            quick = _fast_request(index, request)
+            if quick is None:
+                general.append(PendingRequest(index, request))
             else:
-                fast.append((index, model, horizon, exog, seeds))
+                fast.append(quick)
         except RecordError as e:
             _fail(answers[index], str(e), e.status)
         except Exception as e:  # never let one record's surprise fail the batch
@@ -205,30 +266,32 @@ def answer(records: list[Any]) -> list[dict[str, Any]]:
             _forecast_fast(fast, answers)
         except Exception:  # a surprise: the general path answers (or isolates) those records
             logger.exception("fast forecast failed; answering on the general path")
-            requests.extend((index, model, None, horizon, exog, None) for index, model, horizon, exog, _ in fast)
+            general.extend(PendingRequest(item.index, item.request) for item in fast)
     try:
-        results = _forecast(requests) if requests else []
+        results = _forecast([p.request for p in general]) if general else []
     except Exception:  # a surprise in the batched call: isolate it by answering record by record
         logger.exception("batched forecast failed; answering record by record")
         results = []
-        for request in requests:
+        for pending in general:
             try:
-                results.extend(_forecast([request]))
+                results.extend(_forecast([pending.request]))
             except Exception as e:
                 results.append(forecaster.SeriesError(f"cannot forecast this record: {type(e).__name__}: {e}"))
-    for (index, *_), result in zip(requests, results, strict=True):
+    for pending, result in zip(general, results, strict=True):
         if isinstance(result, forecaster.SeriesError):
-            _fail(answers[index], str(result), BAD_REQUEST)
+            _fail(answers[pending.index], str(result), BAD_REQUEST)
         else:
             stamps, values = result
-            answers[index]["forecast"] = {"timestamps": [t.isoformat() for t in stamps],
-                                          "values": [float(v) for v in values]}
-            if getattr(result, "warnings", ()):
-                answers[index]["warnings"] = list(result.warnings)
+            answers[pending.index]["forecast"] = {"timestamps": [t.isoformat() for t in stamps],
+                                                  "values": [float(v) for v in values]}
+            if result.warnings:
+                answers[pending.index]["warnings"] = list(result.warnings)
+    for index, request in automl:
+        _forecast_automl(request, answers[index])
     return answers
 
 
-def _origin(model: forecaster.Forecaster) -> tuple[pd.Timestamp, np.ndarray] | None:
+def _origin(model: forecaster.Forecaster) -> Origin | None:
     """The week after ``model``'s data and its lag seeds from the stored tail, computed once per model
     by ``check_request`` itself (pandas offset arithmetic costs more than the forecast)."""
     key = id(model)
@@ -236,28 +299,30 @@ def _origin(model: forecaster.Forecaster) -> tuple[pd.Timestamp, np.ndarray] | N
         try:
             stamps, _, seeds, _ = forecaster.check_request(model, None, 1, np.zeros((1, len(model.exog_columns))))
             seeds.flags.writeable = False
-            _origins[key] = (stamps[0], seeds)
+            _origins[key] = Origin(stamps[0], seeds)
         except forecaster.SeriesError:
             _origins[key] = None  # the general path says why
     return _origins[key]
 
 
-def _fast_seeds(model: forecaster.Forecaster, start: pd.Timestamp | None, horizon: int, exog: np.ndarray | None,
-                history: dict[pd.Timestamp, float] | None) -> np.ndarray | None:
-    """The lag seeds when the request can skip ``check_request`` (a regression model - ``lr``, ``demand``,
-    ``loglog`` -, no history, starting the week after its data, complete future values of the right
-    shape); None otherwise."""
-    if model.kind not in forecaster.REGRESSIONS or history:
+def _fast_request(index: int, request: ForecastRequest) -> FastRequest | None:
+    """The fast-path request when ``request`` can skip ``check_request`` (a regression model - ``lr``,
+    ``demand``, ``loglog`` -, no history, starting the week after its data, complete future values of the
+    right shape); None otherwise."""
+    model, exog = request.model, request.exog
+    if model.kind not in forecaster.REGRESSIONS or request.history:
         return None
     k = len(model.exog_columns)
     if (exog is None) != (k == 0):
         return None
-    if exog is not None and (exog.shape != (horizon, k) or np.isnan(exog).any()):
+    if exog is not None and (exog.shape != (request.horizon, k) or np.isnan(exog).any()):
         return None  # the general path gives the error
     origin = _origin(model)
-    if origin is None or (start is not None and start != origin[0]):
+    if origin is None or (request.start is not None and request.start != origin.start):
         return None
-    return origin[1]
+    stamps, weeks = _weeks(origin.start, request.horizon, model.freq)
+    return FastRequest(index, request, forecaster.SteppedRequest(model, request.horizon, weeks, origin.seeds, exog),
+                        stamps)
 
 
 @functools.lru_cache(maxsize=256)
@@ -268,49 +333,49 @@ def _weeks(start: pd.Timestamp, steps: int, freq: str) -> tuple[tuple[str, ...],
     return tuple(t.isoformat() for t in stamps), weeks
 
 
-def _forecast_fast(fast: list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]],
-                   answers: list[dict[str, Any]]) -> None:
-    """``forecast_many`` for requests that passed :func:`_fast_seeds`: models of the same type and feature
-    count are stepped together by their type's module (``scoring/forecaster/models/``)."""
-    groups: dict[tuple[str, int], list[tuple[int, forecaster.Forecaster, int, np.ndarray | None, np.ndarray]]] = {}
-    for item in fast:
-        groups.setdefault((item[1].kind, len(item[1].exog_columns)), []).append(item)
-    for (kind, k), members in groups.items():
-        h = max(steps for _, _, steps, _, _ in members)
-        x = np.zeros((len(members), h, k))
-        weeks = np.zeros((len(members), h))
-        stamps = []
-        for j, (_, model, steps, exog, _) in enumerate(members):
-            iso, week_numbers = _weeks(_origins[id(model)][0], steps, model.freq)
-            if k:
-                x[j, :steps] = exog
-            weeks[j, :steps] = week_numbers
-            stamps.append(iso)
-        module = forecaster.models.module_of(kind)
-        pred = module.step(kind, module.params_of(kind, [m for _, m, _, _, _ in members]),
-                           np.stack([seeds for *_, seeds in members]), x, weeks)
-        for j, (index, model, steps, _, _) in enumerate(members):
-            overflow = forecaster.non_finite_forecast(model, pred[j, :steps])
-            if overflow is not None:
-                _fail(answers[index], str(overflow), BAD_REQUEST)
-            else:
-                values = np.maximum(pred[j, :steps], 0.0) if model.non_negative else pred[j, :steps]
-                answers[index]["forecast"] = {"timestamps": list(stamps[j]), "values": values.tolist()}
+def _forecast_fast(fast: list[FastRequest], answers: list[dict[str, Any]]) -> None:
+    """The requests that passed :func:`_fast_request`, stepped by the same loop as ``forecast_many``."""
+    for item, values in zip(fast, forecaster.step_many([item.stepped for item in fast]), strict=True):
+        if isinstance(values, forecaster.SeriesError):
+            _fail(answers[item.index], str(values), BAD_REQUEST)
+        else:
+            answers[item.index]["forecast"] = {"timestamps": list(item.stamps), "values": values.tolist()}
 
 
-def _forecast(requests: list[tuple[Any, ...]]) -> list[tuple[pd.DatetimeIndex, np.ndarray] | forecaster.SeriesError]:
-    return forecaster.forecast_many([r[1] for r in requests], [r[2] for r in requests],
-                                    steps=[r[3] for r in requests], exog=[r[4] for r in requests],
-                                    history=[r[5] for r in requests])
+def _forecast(requests: list[ForecastRequest]) -> list[forecaster.Forecast | forecaster.SeriesError]:
+    return forecaster.forecast_many([r.model for r in requests], [r.start for r in requests],
+                                    steps=[r.horizon for r in requests], exog=[r.exog for r in requests],
+                                    history=[r.history for r in requests])
+
+
+def _forecast_automl(request: AutomlRequest, answer: dict[str, Any]) -> None:
+    """One AutoML record: its pipeline's forecast, or its own error (never the batch's)."""
+    try:
+        values = request.model.forecast(request.table)
+    except forecaster.AutomlLoadError as e:
+        _fail(answer, str(e), 500)
+        return
+    except Exception as e:  # the pipeline refuses this data: its message says why
+        logger.warning("AutoML model %s cannot forecast a record: %s: %s", request.model.name, type(e).__name__, e)
+        _fail(answer, f"model {request.model.name} cannot forecast this record: {type(e).__name__}: {e}",
+              BAD_REQUEST)
+        return
+    if not np.isfinite(values).all():
+        step = int(np.argmax(~np.isfinite(values)))
+        _fail(answer, f"the forecast of {request.model.name} is not finite ({values[step]}) at step {step + 1}",
+              BAD_REQUEST)
+        return
+    answer["forecast"] = {"timestamps": [t.isoformat() for t in request.stamps],
+                          "values": np.maximum(values, 0.0).tolist()}  # a non-negative target, as every path
 
 
 def _fail(answer: dict[str, Any], message: str, status: int) -> None:
     answer["error"], answer["status"] = message, status
 
 
-def parse_record(record: Any) -> tuple[forecaster.Forecaster, pd.Timestamp | None, int, np.ndarray | None,
-                                       dict[pd.Timestamp, float] | None]:
-    """Validate one record: its model, forecast start, horizon, future exogenous values and history.
+def parse_record(record: Any) -> ForecastRequest | AutomlRequest:
+    """Validate one record: its model, forecast start, horizon, future exogenous values and history
+    (for an AutoML model: its forecast weeks and input frame).
 
     Raises:
         RecordError: with the HTTP-style status for that record (404 unknown model, else 400).
@@ -329,6 +394,8 @@ def parse_record(record: Any) -> tuple[forecaster.Forecaster, pd.Timestamp | Non
     model = _models.get(name)
     if model is None:
         raise RecordError(f"unknown model {name}: this service does not serve it", NOT_FOUND)
+    if isinstance(model, forecaster.AutomlModel):
+        return _automl_request(model, record, ids)
     freq = record.get("forecast_freq")
     if freq is not None and freq != model.freq:
         raise RecordError(f"forecast_freq {freq!r} is not allowed: model {name} is weekly on {model.freq!r}")
@@ -343,7 +410,63 @@ def parse_record(record: Any) -> tuple[forecaster.Forecaster, pd.Timestamp | Non
         raise RecordError("data must be an object {historical: {column: [...]}, future: {column: [...]}}")
     history = _history(model, data.get("historical"), start)
     exog = _future(model, data.get("future"), start, horizon)
-    return model, start, horizon, exog, history
+    return ForecastRequest(model, start, horizon, exog, history)
+
+
+def _automl_request(model: forecaster.AutomlModel, record: Mapping[str, Any], ids: Mapping[str, Any]) -> AutomlRequest:
+    """The forecast weeks and the pipeline's input frame of a record for an AutoML model.
+
+    Raises:
+        RecordError: 400 for the record's values, 500 when the model cannot be loaded here.
+    """
+    try:
+        time_column = model.time_column()
+    except forecaster.AutomlLoadError as e:
+        raise RecordError(str(e), 500) from e
+    if time_column is None:
+        raise RecordError(f"model {model.name} does not name its time column (time_column_name)", 500)
+    data = record.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise RecordError("data must be an object {future: {column: [...]}}")
+    if data.get("historical"):
+        raise RecordError(f"data.historical is not allowed for model {model.name}: an AutoML model forecasts from "
+                          "the end of its training data with the context it was trained on")
+    future = _columns(data.get("future") or {}, "future")
+    rows = len(next(iter(future.values()))) if future else 0
+    horizon = record.get("forecast_horizon", rows or None)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= forecaster.MAX_HORIZON:
+        raise RecordError(f"forecast_horizon {horizon!r} is not allowed: model {model.name} forecasts 1 to "
+                          f"{forecaster.MAX_HORIZON} weeks")
+    if future and rows < horizon:
+        raise RecordError(f"data.future has {rows} row(s); forecast_horizon {horizon} needs {horizon}")
+    if time_column in future:
+        stamps = pd.DatetimeIndex([_timestamp(v, f"data.future.{time_column}") for v in future[time_column][:horizon]])
+    elif record.get("forecast_start") and isinstance(record.get("forecast_freq"), str):
+        start = _timestamp(record.get("forecast_start"), "forecast_start")
+        try:
+            stamps = pd.date_range(start, periods=horizon, freq=record["forecast_freq"])
+        except ValueError as e:
+            raise RecordError(f"forecast_freq {record['forecast_freq']!r} is not a pandas frequency such as "
+                              f"\"W-THU\": {e}") from e
+    else:
+        raise RecordError(f"model {model.name} needs the forecast weeks: data.future.{time_column}, or "
+                          "forecast_start and forecast_freq")
+    table: dict[str, Any] = {time_column: stamps}
+    for column, value in ids.items():
+        table[str(column)] = [value] * horizon
+    for column, values in future.items():
+        if column != time_column:
+            table[column] = [_feature(v, column, row) for row, v in enumerate(values[:horizon])]
+    return AutomlRequest(model, stamps, pd.DataFrame(table))
+
+
+def _feature(value: Any, column: str, row: int) -> Any:
+    """A future value as the pipeline gets it (numbers, categories as strings, null as missing); a
+    non-finite number is refused, as in every other record."""
+    if isinstance(value, NonFinite) or (isinstance(value, float) and not math.isfinite(value)):
+        raise RecordError(f"data.future.{column}[{row}] is {_finite(float(value))}, which is not allowed: values "
+                          "must be finite numbers (null for a missing value)")
+    return value
 
 
 def _timestamp(value: Any, field: str) -> pd.Timestamp:
@@ -431,19 +554,20 @@ def _future(model: forecaster.Forecaster, block: Any, start: pd.Timestamp | None
     if missing:
         raise RecordError(f"data.future lacks {', '.join(missing)}, which model {model.name} needs for each "
                           f"forecast week")
-    matrix = np.column_stack([_floats(columns[c], c, "future") for c in model.exog_columns])
+    # (weeks, k): np.array(...).T is column_stack for equal-length columns (checked above) at a third of its cost
+    matrix: np.ndarray = np.array([_floats(columns[c], c, "future") for c in model.exog_columns]).T
     if model.timestamp_column in columns:  # align rows to the forecast weeks by date
         stamps = [_timestamp(v, f"data.future.{model.timestamp_column}") for v in columns[model.timestamp_column]]
         row_of = {t: i for i, t in enumerate(stamps)}
         if start is None:
             origin = _origin(model)
-            start = origin[0] if origin is not None else model.next_week()
+            start = origin.start if origin is not None else model.next_week()
         weeks = forecaster.calendar(start, horizon, model.freq)
         rows = [row_of.get(t, -1) for t in weeks]
         if all(r == -1 for r in rows):
             raise RecordError(f"data.future has no row for any forecast week "
                               f"({weeks[0].date()}..{weeks[-1].date()})")
-        aligned = matrix[np.maximum(rows, 0)]
+        aligned: np.ndarray = matrix[np.maximum(rows, 0)]
         aligned[np.array(rows) == -1] = np.nan
         return aligned
     if len(matrix) < horizon:

@@ -5,7 +5,10 @@ Azure ML scoring script (``init()``, ``run()``) for azureml-inference-server-htt
 ``deployed_models_info.json`` (``{model: {"version", "group", "webservice", "endpoint"}}``).
 Service keys are not in it: scoring/service_keys.py reads them at init (JSON ``{service: key}``)
 from the workspace's Key Vault on Azure ML, or from ``MANYMODELS_SERVICE_KEYS`` in the process
-environment locally; they never appear in an answer.
+environment locally; they never appear in an answer. With ``ROUTER_AUTH=entra`` (managed online
+endpoints, SDK v2) there are no keys: every call carries a Microsoft Entra token of the router's
+managed identity (scoring/endpoint_tokens.py: cached, refreshed before it expires, and once more
+after a 401).
 
 - ``POST``: a JSON array of records (docs/architecture.md §6). Records are bucketed by the service serving
   their model and the services are called concurrently (keep-alive connections per thread,
@@ -54,6 +57,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # imported from tests or tools rather than by the inference server
     sys.path.insert(0, _HERE)
 
+import endpoint_tokens  # noqa: E402  # stdlib only: Entra tokens of the router's identity (ROUTER_AUTH=entra)
 import model_names  # noqa: E402  # stdlib only: the router never loads pandas (forecaster would)
 import service_keys  # noqa: E402  # stdlib only: the group keys, never from a stored environment
 from router_http import CONNECTION_ERRORS, Connection, Endpoint  # noqa: E402  # stdlib only: the HTTP/1.1 client
@@ -93,6 +97,7 @@ class Routes(NamedTuple):
 
 
 _routes: Routes | None = None
+_tokens: endpoint_tokens.TokenCache | None = None  # ROUTER_AUTH=entra: the Authorization of every call
 _pool: ThreadPoolExecutor | None = None
 _local = threading.local()
 _connect_timeout = 5.0
@@ -152,13 +157,24 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+def loaded_routes() -> Routes | None:
+    """What ``init()`` loaded (None before): the endpoints with their request headers."""
+    return _routes
+
+
 def init() -> None:
-    global _routes, _pool, _connect_timeout, _read_timeout, _calls_per_service, _max_batch_records
+    global _routes, _pool, _connect_timeout, _read_timeout, _calls_per_service, _max_batch_records, _tokens
     path = find_state_file(os.environ.get("AZUREML_MODEL_DIR", "."))
     state = json.loads(path.read_text())
-    # Key Vault (managed identity) on Azure ML, KEYS_ENV in the process environment locally; a
-    # failure stops init with the reason rather than calling every service without its key
-    keys = service_keys.load_service_keys()
+    if endpoint_tokens.auth_mode() == "entra":
+        # the first token now: a missing identity or role stops init with the reason
+        tokens = endpoint_tokens.TokenCache.from_environment()
+        tokens.header()
+        _tokens, keys = tokens, {}
+    else:
+        # Key Vault (managed identity) on Azure ML, KEYS_ENV in the process environment locally; a
+        # failure stops init with the reason rather than calling every service without its key
+        _tokens, keys = None, service_keys.load_service_keys()
     _routes = load_routes(state, keys)
     _connect_timeout = _env_float("ROUTER_CONNECT_TIMEOUT_SECONDS", 5.0)
     _read_timeout = _env_float("ROUTER_TIMEOUT_SECONDS", 60.0)
@@ -173,7 +189,7 @@ def init() -> None:
 # --------------------------------------------------------------------------- calling services
 
 def _connection(endpoint: Endpoint, *, fresh: bool = False) -> Connection:
-    conns = getattr(_local, "conns", None)
+    conns: dict[str, Connection] | None = getattr(_local, "conns", None)
     if conns is None:
         conns = _local.conns = {}
     conn = conns.get(endpoint.service)
@@ -193,11 +209,22 @@ def _drop(endpoint: Endpoint) -> None:
 
 
 def call_service(endpoint: Endpoint, body: bytes) -> tuple[int, bytes]:
-    """POST ``body``; one retry on a connection error (a closed keep-alive, a restarting service)."""
+    """POST ``body``; one retry on a connection error (a closed keep-alive, a restarting service), and
+    with Entra tokens one retry with a new token after a 401 (revoked, or expired early)."""
+    tokens = _tokens
+    status, data = _send(endpoint, body, tokens)
+    if status == 401 and tokens is not None:
+        tokens.invalidate()
+        status, data = _send(endpoint, body, tokens)
+    return status, data
+
+
+def _send(endpoint: Endpoint, body: bytes, tokens: endpoint_tokens.TokenCache | None) -> tuple[int, bytes]:
+    headers = endpoint.headers if tokens is None else {**endpoint.headers, "Authorization": tokens.header()}
     for attempt in (0, 1):
         try:
             conn = _connection(endpoint, fresh=attempt > 0)
-            conn.request("POST", endpoint.path, body=body, headers=endpoint.headers)
+            conn.request("POST", endpoint.path, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
             if response.will_close:
@@ -268,6 +295,9 @@ def _call(endpoint: Endpoint, body: bytes) -> Reply:
     except (OSError, http.client.HTTPException) as e:
         log.warning("service %s unreachable: %s", endpoint.service, e)
         return Reply(503, f"service {endpoint.service} is unavailable ({type(e).__name__}: {e})")
+    except endpoint_tokens.EndpointTokenError as e:  # the message names the identity endpoint, never a token
+        log.warning("no token to call service %s: %s", endpoint.service, e)
+        return Reply(503, f"service {endpoint.service} cannot be called: {e}")
     return Reply(status, data)
 
 
@@ -358,7 +388,7 @@ def _lead(endpoint: Endpoint, lane: _Lane, job: _Job) -> Reply:
     return job.result
 
 
-def _joinable(raw: bytes) -> bool:
+def joinable(raw: bytes) -> bool:
     """Whether a request body can go into a shared call as is: a UTF-8 JSON array (json.loads also
     takes UTF-16/32 and a BOM, which would garble the joined array)."""
     return raw.lstrip()[:1] == b"[" and b"\x00" not in raw
@@ -405,7 +435,7 @@ def _place(answers: list[Any], records: list[Any], indexes: list[int], service: 
         body = f"service {service} answered {status}: {text}"
         status = 503 if status >= 500 else status
     for i in indexes:
-        answers[i] = _error(records[i], body, status)
+        answers[i] = _error(records[i], str(body), status)
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -439,7 +469,7 @@ def route(records: list[Any], routes: Routes,
     if len(buckets) == 1:
         service, indexes = next(iter(buckets.items()))
         every = len(indexes) == len(records)
-        raw = raw_request if every and raw_request is not None and _joinable(raw_request) else None
+        raw = raw_request if every and raw_request is not None and joinable(raw_request) else None
         reply = _answer_bucket(routes.endpoints[service], records if every else [records[i] for i in indexes], raw)
         if reply.status == 200 and every and isinstance(reply.body, bytes):
             return None, reply.body
@@ -457,22 +487,23 @@ def route(records: list[Any], routes: Routes,
     return answers, None
 
 
-@rawhttp
+@rawhttp  # type: ignore[untyped-decorator]  # the inference server ships no types
 def run(request: Any) -> AMLResponse:
-    if _routes is None:
+    routes = _routes
+    if routes is None:
         return _json({"error": "the router is not initialised"}, 503)
     if request.method == "GET":
-        return AMLResponse(_routes.public, 200, JSON_HEADERS)
+        return AMLResponse(routes.public, 200, JSON_HEADERS)
     if request.method != "POST":
         return _json({"error": f"method {request.method} is not allowed: use GET or POST"}, 405)
     raw = request.get_data()
     try:
-        return _post(raw)
+        return _post(raw, routes)
     except RecursionError:  # json's parser and encoder refuse more depth than the stack has
         return _json({"error": "the request body is nested too deeply (at most a few hundred levels)"}, 400)
 
 
-def _post(raw: bytes) -> AMLResponse:
+def _post(raw: bytes, routes: Routes) -> AMLResponse:
     try:
         records = json.loads(raw, parse_constant=NonFinite)
     except ValueError as e:
@@ -483,7 +514,7 @@ def _post(raw: bytes) -> AMLResponse:
     if not isinstance(records, list) or (single and not records[0]):  # {} is no record
         return _json({"error": "the request body must be a JSON array of records (or one record), each "
                                "{\"id\": {column: value}, \"model_type\": \"lr\", ...}"}, 400)
-    answers, passed = route(records, _routes, None if single else raw)
+    answers, passed = route(records, routes, None if single else raw)
     if passed is not None and not single:
         return AMLResponse(passed, 200, JSON_HEADERS)
     if passed is not None:

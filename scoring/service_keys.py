@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from time import time as _wall_clock  # expiries are epoch seconds
 
 KEYS_ENV = "MANYMODELS_SERVICE_KEYS"  # local only: the JSON itself
 VAULT_ENV = "MANYMODELS_SERVICE_KEYS_VAULT"
@@ -71,7 +72,7 @@ def read_secret(vault: str, name: str, *, environ: Mapping[str, str], timeout: f
     base = _vault_base(vault)
     if not name.replace("-", "").isalnum() or len(name) > 127:
         raise ServiceKeysError(f"{SECRET_ENV}={name!r} is not a Key Vault secret name: 1-127 letters, digits, dashes")
-    token = managed_identity_token(_resource(base), environ=environ, timeout=timeout)
+    token = managed_identity_token(vault_resource(base), environ=environ, timeout=timeout)
     url = f"{base}/secrets/{urllib.parse.quote(name)}?api-version={KEY_VAULT_API}"
     body = _get_json(url, {"Authorization": f"Bearer {token}"}, what=f"secret {name!r} from {base}",
                      timeout=timeout, hint="the router's identity needs the Key Vault Secrets User role on the vault")
@@ -83,6 +84,13 @@ def read_secret(vault: str, name: str, *, environ: Mapping[str, str], timeout: f
 
 def managed_identity_token(resource: str, *, environ: Mapping[str, str], timeout: float = 10.0) -> str:
     """An access token for ``resource`` from the host's managed identity endpoint."""
+    return managed_identity_access(resource, environ=environ, timeout=timeout)[0]
+
+
+def managed_identity_access(resource: str, *, environ: Mapping[str, str], timeout: float = 10.0,
+                            now: float | None = None) -> tuple[str, float]:
+    """(access token, expiry as epoch seconds) for ``resource`` from the host's managed identity
+    endpoint (scoring/endpoint_tokens.py caches it until shortly before the expiry)."""
     client_id = environ.get(CLIENT_ID_ENV, "").strip()
     if environ.get("IDENTITY_ENDPOINT") and environ.get("IDENTITY_HEADER"):
         query = {"resource": resource, "api-version": "2019-08-01"}
@@ -99,13 +107,26 @@ def managed_identity_token(resource: str, *, environ: Mapping[str, str], timeout
         if client_id:
             query["client_id"] = client_id
         url, headers = IMDS_URL, {"Metadata": "true"}
+    asked = _wall_clock() if now is None else now
     body = _get_json(f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(query)}", headers,
                      what=f"a managed identity token for {resource} from {url}", timeout=timeout,
                      hint="the router's deployment needs a managed identity", attempts=ATTEMPTS)
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise ServiceKeysError(f"the managed identity endpoint {url} answered no access_token")
-    return token
+    return token, _expiry(body, asked)
+
+
+def _expiry(body: dict, asked: float) -> float:
+    """``expires_on`` (epoch seconds; App Service's 2017-09-01 API answers a date instead) or else
+    ``asked + expires_in``; without either, five minutes (refreshed early rather than late)."""
+    expires_on = str(body.get("expires_on", "")).strip()
+    if expires_on.isdigit():
+        return float(expires_on)
+    expires_in = str(body.get("expires_in", "")).strip()
+    if expires_in.isdigit():
+        return asked + float(expires_in)
+    return asked + 300.0
 
 
 def _vault_base(vault: str) -> str:
@@ -116,7 +137,7 @@ def _vault_base(vault: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _resource(base: str) -> str:
+def vault_resource(base: str) -> str:
     # the token audience is the vault's DNS suffix: vault.azure.net, vault.azure.cn, ...
     host = urllib.parse.urlsplit(base).hostname or ""
     suffix = host.split(".", 1)[1] if host.count(".") >= 2 and host.split(".", 1)[1].startswith("vault.") else ""

@@ -138,7 +138,7 @@ def _nameable(series: list[forecaster.Series], settings: forecaster.ScriptSettin
 
 
 def _read_files(paths: list[str], settings: forecaster.ScriptSettings,
-                rows: list[dict[str, object]]) -> dict[tuple[str, ...], pd.DataFrame]:
+                rows: list[tuple[object, ...]]) -> dict[tuple[str, ...], pd.DataFrame]:
     """Read the files and stack those with the same feature columns (so one split and one fit serve them)."""
     tables, unreadable = forecaster.read_tables(paths, settings)
     rows.extend(_failed(path, "", reason, settings) for path, reason in unreadable)

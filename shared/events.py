@@ -12,6 +12,11 @@ unknown fields) and raises :class:`MalformedEvent`, naming the field, for anythi
 not act on or the SDK refuses (an unreadable time, bad base64, a CloudEvents attribute name that is
 not lower-case alphanumeric). Handlers log that reason and acknowledge the event: retrying a
 malformed event can never succeed.
+
+Both Azure ML backends raise the same events: an SDK v2 pipeline job is a run of the workspace's run
+history like an SDK v1 pipeline run, so ``RunCompleted`` / ``RunStatusChanged`` carry its job name as
+``runId``, ``runType: azureml.PipelineRun`` and the job's tags; its steps are ``azureml.StepRun`` runs.
+v2 model assets raise ``ModelRegistered`` with the version as a string (docs/events.md).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from shared.errors import ErrorCode, ManyModelsError
 from shared.fields import INT32_MAX, INT64_MAX, MAX_DEPTH, decimal_text, nesting_depth
 
 # Event Grid and Azure ML ids are GUIDs; the ledger keys replays by id (a table key: 512 UTF-16
-# units after percent-encoding, shared/ledger.py encode_key), so a longer id is refused here
+# units after percent-encoding, shared/ledger/table.py encode_key), so a longer id is refused here
 MAX_ID_LENGTH = 128
 
 
@@ -227,6 +232,7 @@ def _envelope(payload: Any) -> _Envelope:
     if raw_time == "":  # what payload_of writes for a binding without a time: absent, not unreadable
         payload = {k: v for k, v in payload.items() if k != time_field}
     sdk = _sdk_event(payload, cloud=cloud, event_type=event_type, event_id=event_id)
+    source: str | None  # an EventGridEvent's topic may be absent; a CloudEvent's source may not
     if isinstance(sdk, CloudEvent):
         source, subject, time, data = sdk.source, sdk.subject, sdk.time, sdk.data
     else:

@@ -76,10 +76,10 @@ def nesting_depth(value: Any) -> int:
 
 def whole_number(value: Any, *, field: str, minimum: int, maximum: int) -> int:
     """``value`` if it is an int in ``[minimum, maximum]``; InvalidValue naming ``field`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise InvalidValue(f"field '{field}' must be a whole number from {minimum} to {maximum}, got "
-                           f"{_shown(value)}")
-    return value
+    if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum:
+        return value
+    raise InvalidValue(f"field '{field}' must be a whole number from {minimum} to {maximum}, got "
+                       f"{_shown(value)}")
 
 
 def decimal_text(value: Any) -> int | None:

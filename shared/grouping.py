@@ -116,11 +116,18 @@ class DeploymentPlan:
 
 
 class RegisteredModel(Protocol):
-    """What the planner needs of a registered model (:class:`shared.workspace.base.ModelRecord`)."""
+    """What the planner needs of a registered model (:class:`shared.workspace.base.ModelRecord`).
 
-    name: str
-    version: int
-    tags: Mapping[str, str]
+    Read-only members, so a frozen dataclass satisfies it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
 
 
 # --------------------------------------------------------------------------- names

@@ -189,6 +189,13 @@ _SPEC: dict[str, Setting] = {
     "run_timeout_minutes": Setting("RUN_TIMEOUT_MINUTES", "240", "a whole number from 1 to 10080",
                                    _int_range(1, 10080),
                                    "A submitted run with no completion event after this long is polled."),
+    # SDK v2 router endpoint identity (infra/modules/routeridentity.bicep; empty on other backends).
+    "router_identity_resource_id": Setting(
+        "ROUTER_IDENTITY_RESOURCE_ID", "", "empty or a user-assigned identity's resource id", _text,
+        "amlv2: the user-assigned identity the router endpoint runs as and calls the group endpoints with."),
+    "router_identity_client_id": Setting(
+        "ROUTER_IDENTITY_CLIENT_ID", "", "empty or the identity's client id", _text,
+        "amlv2: client id of ROUTER_IDENTITY_RESOURCE_ID (the router asks for a token of that identity)."),
     # Retention (shared/flows/retention.py): what the hourly `retention` timer removes.
     "retention_ledger_hours": Setting(
         "RETENTION_LEDGER_HOURS", "48",
@@ -269,6 +276,8 @@ class Settings:
     retention_model_versions: int
     retention_run_days: int
     events_topic_endpoint: str = ""
+    router_identity_resource_id: str = ""
+    router_identity_client_id: str = ""
     events_topic_key: str = dataclass_field(default="", repr=False)  # a secret: never in repr or logs
 
     @classmethod
@@ -296,6 +305,9 @@ class Settings:
             raise SettingsError("TRAINING_METHOD=automl needs MANYMODELS_BACKEND=amlv2: the AutoML v1 runtime does "
                                 "not install beside the product's pins, so on SDK v1 only customscript trains; "
                                 "SDK v2 runs Azure AutoML many models from its registry components")
+        if self.backend == "amlv2" and self.training_method == "automl" and self.training_mode != TrainingMode.ALL:
+            raise SettingsError("TRAINING_METHOD=automl on MANYMODELS_BACKEND=amlv2 needs TRAINING_MODE=all: Azure "
+                                "AutoML many models trains every series of the dataset folder it is given")
         if self.deploy_managed and self.backend != "amlv2":
             raise SettingsError("DEPLOY_MANAGED=true needs MANYMODELS_BACKEND=amlv2: managed online endpoints are "
                                 "an Azure ML SDK v2 resource")

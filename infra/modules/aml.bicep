@@ -23,6 +23,7 @@ param datastoreContainers array
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
+  //checkov:skip=CKV_AZURE_243: this template deploys no virtual network; the workspace is reached over its public endpoint with Entra ID (a private-link deployment is a network design of its own)
   name: name
   location: location
   tags: tags

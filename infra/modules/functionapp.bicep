@@ -14,6 +14,8 @@ param appInsightsId string
 param workspaceName string
 @description('Every app setting of the product (docs/architecture.md section 7), names as shared/settings.py reads them.')
 param appSettings object
+@description('SDK v2: the user-assigned identity the router endpoint runs as (modules/routeridentity.bicep), which this app attaches to the endpoint it creates; empty: none.')
+param routerIdentityName string = ''
 param maximumInstanceCount int = 40
 param instanceMemoryMB int = 2048
 
@@ -28,6 +30,8 @@ var roles = {
   // or compute
   azureMlDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  // attach the router's user-assigned identity to the endpoint it creates (assign/action); nothing else
+  managedIdentityOperator: 'f1a07417-d97a-45cb-824c-7a7467783830'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -42,7 +46,15 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: last(split(appInsightsId, '/'))
 }
 
+// only referenced when routerIdentityName is given (the role assignment below is conditional)
+resource routerIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
+  name: empty(routerIdentityName) ? 'unused' : routerIdentityName
+}
+
+// Flex Consumption is zone redundant only with zone-redundant storage in a region with availability
+// zones: not a default of this template (docs/deploy-azure.md, section 10).
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  //checkov:skip=CKV_AZURE_225: zone redundancy needs Standard_ZRS storage and an availability-zone region, a per-deployment choice (docs/deploy-azure.md, section 10)
   name: planName
   location: location
   tags: tags
@@ -63,6 +75,10 @@ var storageSettings = {
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
+  //checkov:skip=CKV_AZURE_222: Event Grid delivers to the functions and clients call /api over the public endpoint; this template has no virtual network, access is by function keys and Entra ID
+  //checkov:skip=CKV_AZURE_17: client certificates would refuse Event Grid's deliveries, which present none; HTTP functions are protected by function keys
+  //checkov:skip=CKV_AZURE_212: Flex Consumption scales out per event from zero; a fixed instance minimum is not how this plan fails over
+  //checkov:skip=CKV_AZURE_213: the App Service health check is not available on Flex Consumption; /api/health is called by the bootstrap's smoke test (pipelines/ado/scripts/smoke_test.sh)
   name: name
   location: location
   tags: tags
@@ -74,6 +90,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
@@ -92,7 +109,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// The checks below read a site's 'web' configuration; this resource is its 'appsettings'.
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  //checkov:skip=CKV_AZURE_66: this is the appsettings configuration, not the web configuration the check reads (logs go to Application Insights)
+  //checkov:skip=CKV_AZURE_63: this is the appsettings configuration, not the web configuration the check reads (logs go to Application Insights)
+  //checkov:skip=CKV_AZURE_65: this is the appsettings configuration, not the web configuration the check reads; detailed errors would show internals to callers
+  //checkov:skip=CKV_AZURE_80: a Python 3.11 function app (functionAppConfig.runtime) has no .NET Framework version
+  //checkov:skip=CKV_AZURE_88: Flex Consumption keeps its code package in blob storage by identity, not Azure Files
+  //checkov:skip=CKV_AZURE_13: App Service Authentication in front of the app would refuse Event Grid's deliveries; HTTP functions check function keys
+  //checkov:skip=CKV_AZURE_222: this is the appsettings configuration, not the site; the site's public access is explained on the site
   parent: site
   name: 'appsettings'
   properties: union(appSettings, storageSettings)
@@ -145,6 +170,16 @@ resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: site.identity.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+  }
+}
+
+resource routerIdentityOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(routerIdentityName)) {
+  name: guid(routerIdentity.id, site.id, roles.managedIdentityOperator)
+  scope: routerIdentity
+  properties: {
+    principalId: site.identity.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.managedIdentityOperator)
   }
 }
 

@@ -14,14 +14,17 @@ param deployQueue string
 param ledgerTable string
 @description('Object id of the principal running the bootstrap, which uploads the sample data; empty: none.')
 param dataWriterPrincipalId string = ''
+@description('Replication (infra/main.bicep storageSku).')
+param sku string = 'Standard_GRS'
 
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  //checkov:skip=CKV_AZURE_35: the Function App (no virtual network), Event Grid and Azure ML compute reach the account over its public endpoint; every client authenticates with Entra ID, and no key leaves Azure ML
   name: name
   location: location
   tags: tags
-  sku: { name: 'Standard_LRS' }
+  sku: { name: sku }
   kind: 'StorageV2'
   properties: {
     supportsHttpsTrafficOnly: true

@@ -1,7 +1,7 @@
 """Build and publish the Azure ML (SDK v1) training and forecasting pipelines.
 
 ``python -m pipelines.aml.publish --kind training|forecasting`` is what the bootstrap pipeline
-runs; :mod:`pipelines.aml.build` builds the pipeline graphs; :mod:`pipelines.aml.steps` holds
-the scripts of the pipelines' own steps (bulk registration, copying predictions), uploaded to
-Azure ML alone.
+runs; the pipeline graphs belong to the adapter (:mod:`shared.workspace.aml.pipeline_graph`);
+:mod:`pipelines.aml.steps` holds the scripts of the pipelines' own steps (bulk registration,
+copying predictions), uploaded to Azure ML alone.
 """

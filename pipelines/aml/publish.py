@@ -49,7 +49,7 @@ def settings_for(args: argparse.Namespace, environ: dict[str, str] | None = None
 
 
 def publish(args: argparse.Namespace, settings: Settings, workspace=None) -> dict:
-    from shared.workspace.aml.workspace import AmlWorkspace
+    from shared.workspace.aml.workspace import AmlWorkspace  # azureml-core takes seconds to import: only to publish
 
     kind = PipelineKind(args.kind)
     name = args.name or (settings.training_pipeline_name if kind == PipelineKind.TRAINING

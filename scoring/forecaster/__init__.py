@@ -10,11 +10,14 @@ Self-contained (numpy and pandas only): this package is uploaded with the entry 
 - ``models/``: one module per model type (``lr``, ``demand``/``loglog``, the baselines), each
   fitting and forecasting many series at once and turning its parameters into plain data;
 - ``fitting``: ``fit_many``; ``selection``: the rolling-origin backtest of ``auto``;
-- ``forecasting``: ``forecast_many``, ``check_request``; ``model``: ``Forecaster`` (``model.json``).
+- ``automl``: models trained by Azure AutoML many models (a pickled pipeline, loaded lazily);
+- ``forecasting``: ``forecast_many``, ``check_request``, ``step_many`` (the one batching loop);
+  ``model``: ``Forecaster`` (``model.json``).
 """
 
+from .automl import AUTOML_TYPE, AutomlLoadError, AutomlModel, pickle_file
 from .fitting import fit_many, predict
-from .forecasting import Forecast, check_request, forecast_many, non_finite_forecast
+from .forecasting import Forecast, SteppedRequest, check_request, forecast_many, non_finite_forecast, step_many
 from .maths import (
     _design,
     _ffill,
@@ -67,6 +70,7 @@ from .settings import (
 )
 
 __all__ = [
+    "AUTOML_TYPE",
     "BASELINES",
     "DEFAULT_CANDIDATES",
     "DEFAULT_FOLDS",
@@ -83,6 +87,8 @@ __all__ = [
     "SEASON",
     "SETTINGS_KEYS",
     "WEEK_FEATURE",
+    "AutomlLoadError",
+    "AutomlModel",
     "FitResult",
     "Forecast",
     "Forecaster",
@@ -96,6 +102,7 @@ __all__ = [
     "SeriesError",
     "SeriesFailure",
     "SettingsFileError",
+    "SteppedRequest",
     "_design",
     "_ffill",
     "backtest",
@@ -113,6 +120,7 @@ __all__ = [
     "model_name",
     "non_finite_forecast",
     "offset_of",
+    "pickle_file",
     "predict",
     "read_table",
     "read_tables",
@@ -122,4 +130,5 @@ __all__ = [
     "series_label",
     "solve_ols",
     "split_series",
+    "step_many",
 ]

@@ -150,7 +150,7 @@ def predict(kind: ModelKind, params: object, pack: Pack, cut: np.ndarray, h: int
     seeds = np.where(seed_idx >= 0, _ffill(pack.y)[rows, np.maximum(seed_idx, 0)], np.nan)
     seeds = _ffill(seeds)  # weeks before the series start: its first value
     future_x = np.swapaxes(_ffill(np.swapaxes(pack.x, 1, 2)), 1, 2)[rows, steps]
-    pred = module.step(kind, params, seeds, future_x, pack.weeks[rows, steps])
+    pred: np.ndarray = module.step(kind, params, seeds, future_x, pack.weeks[rows, steps])
     return np.maximum(pred, 0.0) if settings.non_negative else pred
 
 

@@ -9,6 +9,7 @@ carried forward (the first known one before any), and the forecast records a war
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ import pandas as pd
 from .maths import _ffill, iso_weeks, offset_of
 from .model import Forecaster
 from .models import module_of
-from .settings import MAX_HORIZON, ModelKind, SeriesError
+from .settings import FALLBACKS, MAX_HORIZON, ModelKind, SeriesError
 
 
 class Forecast(tuple):
@@ -30,6 +31,22 @@ class Forecast(tuple):
         return self
 
 
+@dataclass(frozen=True, slots=True)
+class SteppedRequest:
+    """One checked request, ready to be stepped with the others of its model type and feature count.
+
+    ``weeks``: the ISO week of each of the ``steps`` forecast weeks; ``seeds``: the last known target values
+    (oldest first, gaps filled); ``exog``: (steps, k) future values of the model's exog columns (given
+    whenever the model uses k > 0 of them), None for a model without them.
+    """
+
+    model: Forecaster
+    steps: int
+    weeks: np.ndarray
+    seeds: np.ndarray
+    exog: np.ndarray | None
+
+
 def forecast_many(models: Sequence[Forecaster], starts: Sequence[pd.Timestamp | None], *, steps: Sequence[int],
                   exog: Sequence[np.ndarray | None],
                   history: Sequence[Mapping[pd.Timestamp, float] | None] | None = None,
@@ -40,44 +57,76 @@ def forecast_many(models: Sequence[Forecaster], starts: Sequence[pd.Timestamp | 
     saying why that one request cannot be answered (the others are not affected). A non-negative
     target (``Forecaster.non_negative``, the default for sales) is never forecast below zero.
     """
-    history = history or [None] * len(models)
+    histories = history or [None] * len(models)
     out: list[Forecast | SeriesError] = [SeriesError("not forecast")] * len(models)
-    groups: dict[tuple[ModelKind, int], list[int]] = {}
-    prepared: dict[int, tuple[pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray]] = {}
-    notes: dict[int, list[str]] = {}
+    checked: list[int] = []
+    stamps: list[pd.DatetimeIndex] = []
+    stepped: list[SteppedRequest] = []
+    notes: list[list[str]] = []
     for i, model in enumerate(models):
-        notes[i] = []
+        warnings: list[str] = []
         try:
-            prepared[i] = check_request(model, starts[i], steps[i], exog[i], history[i], warnings=notes[i])
+            week_stamps, weeks, seeds, x = check_request(model, starts[i], steps[i], exog[i], histories[i],
+                                                         warnings=warnings)
         except SeriesError as e:
             out[i] = e
             continue
-        groups.setdefault((model.kind, len(model.exog_columns)), []).append(i)
-    for (kind, k), members in groups.items():
-        module = module_of(kind)
-        h = max(steps[i] for i in members)
-        x = np.zeros((len(members), h, k))
-        weeks = np.zeros((len(members), h))
-        width = max(len(prepared[i][2]) for i in members)
-        seeds = np.full((len(members), width), np.nan)
-        for j, i in enumerate(members):
-            n = steps[i]
-            if k and models[i].uses_exog:
-                x[j, :n] = prepared[i][3]
-                x[j, n:] = prepared[i][3][-1]
-            weeks[j, :n] = prepared[i][1]
-            seeds[j, width - len(prepared[i][2]):] = prepared[i][2]
-        pred = module.step(kind, module.params_of(kind, [models[i] for i in members]), seeds, x, weeks)
-        for j, i in enumerate(members):
-            values = pred[j, :steps[i]]
-            overflow = non_finite_forecast(models[i], values)  # before the floor, which would hide a -inf
-            if overflow is not None:
-                out[i] = overflow
-                continue
-            if models[i].non_negative:
-                values = np.maximum(values, 0.0)
-            out[i] = Forecast(prepared[i][0], values, notes[i])
+        checked.append(i)
+        stamps.append(week_stamps)
+        stepped.append(SteppedRequest(model, steps[i], weeks, seeds, x))
+        notes.append(warnings)
+    for j, (i, values) in enumerate(zip(checked, step_many(stepped), strict=True)):
+        out[i] = values if isinstance(values, SeriesError) else Forecast(stamps[j], values, notes[j])
     return out
+
+
+def step_many(requests: Sequence[SteppedRequest]) -> list[np.ndarray | SeriesError]:
+    """The forecast values of each checked request (floored at zero for a non-negative target), or the
+    :class:`SeriesError` of a forecast that overflowed; requests of the same model type and feature count
+    are stepped together by their type's module (``scoring/forecaster/models/``).
+
+    The one batching loop of both ``forecast_many`` and the model webservice's fast path
+    (``scoring/model_webservice.py``), so the two always give the same answer.
+    """
+    out: list[np.ndarray | SeriesError] = [SeriesError("not forecast")] * len(requests)
+    groups: dict[tuple[ModelKind, int], list[int]] = {}
+    for i, request in enumerate(requests):
+        groups.setdefault((request.model.kind, len(request.model.exog_columns)), []).append(i)
+    for (kind, k), members in groups.items():
+        group = [requests[i] for i in members]
+        pred = _step_group(kind, k, group)
+        for j, (i, request) in enumerate(zip(members, group, strict=True)):
+            model = request.model
+            values = pred[j, :request.steps]
+            overflow = non_finite_forecast(model, values)  # before the floor, which would hide a -inf
+            out[i] = overflow if overflow is not None else np.maximum(values, 0.0) if model.non_negative else values
+    return out
+
+
+def _step_group(kind: ModelKind, k: int, group: Sequence[SteppedRequest]) -> np.ndarray:
+    """(len(group), longest horizon) forecasts of requests of one model type and feature count. Requests
+    of one horizon and seed length (the usual batch) are stacked in one call each."""
+    module = module_of(kind)
+    uses_exog = bool(k) and kind not in FALLBACKS
+    h = max(r.steps for r in group)
+    width = max(len(r.seeds) for r in group)
+    if all(r.steps == h for r in group) and all(len(r.seeds) == width for r in group):
+        weeks = np.array([r.weeks for r in group])  # np.array, not np.stack: a fraction of its overhead
+        seeds = np.array([r.seeds for r in group])
+        x = np.array([r.exog for r in group]) if uses_exog else np.zeros((len(group), h, k))
+    else:
+        x = np.zeros((len(group), h, k))
+        weeks = np.zeros((len(group), h))
+        seeds = np.full((len(group), width), np.nan)
+        for j, r in enumerate(group):
+            n = r.steps
+            if uses_exog and r.exog is not None:
+                x[j, :n] = r.exog
+                x[j, n:] = r.exog[-1]  # past a shorter request's horizon: stepped, never answered
+            weeks[j, :n] = r.weeks
+            seeds[j, width - len(r.seeds):] = r.seeds
+    pred: np.ndarray = module.step(kind, module.params_of(kind, [r.model for r in group]), seeds, x, weeks)
+    return pred
 
 
 def non_finite_forecast(model: Forecaster, values: np.ndarray) -> SeriesError | None:

@@ -51,6 +51,8 @@ def calendar(start: pd.Timestamp | None = None, periods: int = 1, freq: str = "W
     if step is None:
         return pd.date_range(start, end=end, periods=periods, freq=freq)
     first = start if end is None else end - step * (periods - 1)
+    if first is None:
+        raise ValueError("calendar needs a start or an end")
     return pd.DatetimeIndex(first.to_datetime64() + step.to_timedelta64() * np.arange(periods))
 
 
@@ -120,7 +122,9 @@ def solve_ols(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarra
     xc = (x - x_mean[:, None, :]) * w[:, :, None]
     yc = (y - y_mean[:, None]) * w
     # Masked rows are all-zero after centring, so they do not change the least-squares solution.
-    coef = np.einsum("spt,st->sp", np.linalg.pinv(xc, rtol=np.finfo(float).eps * max(xc.shape[1:])), yc)
+    # rtol is numpy 2's name for rcond; numpy's stubs of pinv do not have it yet
+    coef = np.einsum("spt,st->sp", np.linalg.pinv(xc, rtol=np.finfo(float).eps * max(xc.shape[1:])),  # type: ignore[call-overload]
+                     yc)
     return y_mean - np.einsum("sp,sp->s", x_mean, coef), coef
 
 

@@ -43,7 +43,7 @@ class SeriesFailure:
 
 
 def _to_float(column: pd.Series, name: str, notes: list[str]) -> np.ndarray:
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values: np.ndarray = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     bad = np.isnan(values) & column.notna().to_numpy()
     if bad.any():
         notes.append(f"{int(bad.sum())} unparsable value(s) in {name} (e.g. {column[bad].iloc[0]!r})")
@@ -145,7 +145,9 @@ def _factorize_ids(ids: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, ...]]
         for j in range(len(sizes) - 1, -1, -1):
             found, keys[:, j] = np.divmod(found, sizes[j])
     else:
-        keys, codes = np.unique(np.column_stack([c for c, _ in per_column]), axis=0, return_inverse=True)
+        # indexed, not unpacked: mypy 1.19 crashes unpacking this np.unique overload's tuple
+        unique = np.unique(np.column_stack([c for c, _ in per_column]), axis=0, return_inverse=True)
+        keys, codes = unique[0], unique[1]
     names = [[str(v) for v in values] for _, values in per_column]
     uniques = [tuple(names[j][i] for j, i in enumerate(key)) for key in keys.tolist()]
     return codes.ravel(), uniques

@@ -10,6 +10,10 @@ from pathlib import Path
 
 from shared.commands.output import emit_json, info
 from shared.data.schema import DatasetSchema
+from shared.data.simulate import write_simulated
+from shared.data.tables import list_data_files, list_files
+from shared.data.upload import upload_batch
+from shared.data.validate import validate_folder
 from shared.settings import get_settings
 
 _SHOWN_FINDINGS = 50  # human output lists this many findings, then counts the rest
@@ -78,8 +82,6 @@ class _Progress:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from shared.data.simulate import write_simulated
-
     result = write_simulated(args.out, series=args.series, seed=args.seed, series_per_file=args.series_per_file,
                              overwrite=args.force, progress=info)
     if args.json:
@@ -92,9 +94,6 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from shared.data.tables import list_files
-    from shared.data.validate import validate_folder
-
     schema = DatasetSchema.load(args.settings)
     total = len(list_files(args.folder)) if Path(args.folder).is_dir() else 1
     report = validate_folder(args.folder, schema, kind=args.kind, progress=_Progress("checked", total))
@@ -112,9 +111,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from shared.data.tables import list_data_files
-    from shared.data.upload import upload_batch
-
     settings = get_settings()
     schema = DatasetSchema.load(args.settings)
     if not args.skip_validation:

@@ -16,18 +16,27 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from shared.commands.events import line
 from shared.commands.output import emit_json, info, table
+from shared.data.schema import DatasetSchema
+from shared.data.simulate import write_simulated
+from shared.data.upload import upload_batch
+from shared.devhost import process
+from shared.devhost.arguments import add_host_arguments, host_argv
+from shared.devhost.chain import ChainWatcher, HostClient, StageClock
+from shared.devhost.forecasts import SeriesFiles, ask_router, plot_series, request_record, table_rows
+from shared.devhost.hostconfig import load_local_settings
+from shared.devhost.topics import read_events
 from shared.errors import Conflict, InvalidValue
-from shared.paths import file_stem
+from shared.flows.outbox import LOCAL_TOPIC
+from shared.paths import REPO_ROOT, file_stem
 from shared.processes import LOOPBACK, port_open
 from shared.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from shared.data.schema import DatasetSchema
-    from shared.devhost.forecasts import SeriesFiles
-    from shared.devhost.process import HostState
+from shared.storage.account import StorageAccount
+from shared.storage.blobs import BlobStore
+from shared.workspace.local.workspace import LocalWorkspace
 
 DEFAULT_SERIES = 1000
 SHOWN_SERIES = 5
@@ -49,8 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     if args.series < 1:
         raise InvalidValue(f"--series {args.series} is not allowed: expected a whole number >= 1")
-    from shared.devhost.hostconfig import load_local_settings
-    from shared.paths import REPO_ROOT
 
     if load_local_settings(REPO_ROOT):  # the host will read it too: both must see the same settings
         get_settings.cache_clear()
@@ -61,8 +68,6 @@ def _demo(args: argparse.Namespace) -> int:
     summary = run_demo(settings, series=args.series, port=args.port, reset=args.reset, timeout=args.timeout,
                        plot_dir=args.out)
     if args.stop:
-        from shared.devhost import process
-
         process.stop_host(settings.home)
         process.stop_stack_parts(settings)
         info("stack stopped (--stop)")
@@ -77,10 +82,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def run_demo(settings: Settings, *, series: int, port: int = 7071, reset: bool = False,
              timeout: float = 1800, plot_dir: Path | None = None) -> dict[str, Any]:
-    from shared.data.schema import DatasetSchema
-    from shared.data.simulate import write_simulated
-    from shared.devhost.chain import ChainWatcher, HostClient, StageClock
-
     clock = StageClock()
     _prepare_home(settings, reset=reset)
     state = _start_stack(settings, port=port)
@@ -131,8 +132,6 @@ def run_demo(settings: Settings, *, series: int, port: int = 7071, reset: bool =
 
 
 def _prepare_home(settings: Settings, *, reset: bool) -> None:
-    from shared.devhost import process
-
     home = settings.home
     if reset:
         process.stop_host(home)
@@ -150,7 +149,6 @@ def _prepare_home(settings: Settings, *, reset: bool) -> None:
 def _has_data(settings: Settings) -> bool:
     if not (settings.home / "workspace.db").exists():
         return False
-    from shared.workspace.local.workspace import LocalWorkspace
 
     workspace = LocalWorkspace(settings)
     try:
@@ -159,10 +157,7 @@ def _has_data(settings: Settings) -> bool:
         workspace.close()
 
 
-def _start_stack(settings: Settings, *, port: int) -> HostState:
-    from shared.devhost import process
-    from shared.devhost.arguments import add_host_arguments, host_argv
-
+def _start_stack(settings: Settings, *, port: int) -> process.HostState:
     parser = argparse.ArgumentParser()
     add_host_arguments(parser)
     chosen = port if not port_open(LOOPBACK, port) else 0
@@ -172,8 +167,6 @@ def _start_stack(settings: Settings, *, port: int) -> HostState:
 
 
 def _upload(settings: Settings, folder: Path, kind: str, series: int) -> str:
-    from shared.data.upload import upload_batch
-
     done = [0]
     step = max(1, series // 10)
 
@@ -188,8 +181,6 @@ def _upload(settings: Settings, folder: Path, kind: str, series: int) -> str:
 
 
 def _ask_router(router: str, data: Path, schema: DatasetSchema) -> tuple[list[dict[str, Any]], list[SeriesFiles]]:
-    from shared.devhost.forecasts import SeriesFiles, ask_router, request_record, table_rows
-
     names = sorted(p.name for p in (data / "train").glob("*.csv"))[:SHOWN_SERIES]
     files = [SeriesFiles(data / "train" / n, data / "inference" / n) for n in names]
     answers = ask_router(router, [request_record(f, schema) for f in files])
@@ -199,8 +190,6 @@ def _ask_router(router: str, data: Path, schema: DatasetSchema) -> tuple[list[di
 
 
 def _plot(files: list[SeriesFiles], answers: list[dict[str, Any]], schema: DatasetSchema, out: Path) -> Path | None:
-    from shared.devhost.forecasts import plot_series
-
     for f, answer in zip(files, answers, strict=False):
         if answer.get("forecast", {}).get("values"):
             ids = "_".join(str(answer["id"][c]) for c in schema.id_columns)
@@ -212,10 +201,6 @@ def _plot(files: list[SeriesFiles], answers: list[dict[str, Any]], schema: Datas
 
 def _events_arrived(settings: Settings, *, wait: float = 15.0) -> list[str]:
     """The product's events the local topic received (docs/events.md), printed one per line."""
-    from shared.commands.events import line
-    from shared.devhost.topics import read_events
-    from shared.flows.outbox import LOCAL_TOPIC
-
     if settings.events_topic_endpoint != "local":
         info(f"product events: not published here (EVENTS_TOPIC_ENDPOINT={settings.events_topic_endpoint!r})")
         return []
@@ -231,10 +216,7 @@ def _events_arrived(settings: Settings, *, wait: float = 15.0) -> list[str]:
 
 
 def _prediction_rows(settings: Settings, predictions: str) -> int:
-    from shared.storage.account import StorageAccount
-    from shared.storage.blobs import BlobStore
-
     container = settings.predictions_container
     name = predictions.split("/", 1)[1] if predictions.startswith(f"{container}/") else predictions
     text = BlobStore(StorageAccount(settings.storage_connection), container).download_bytes(name).decode()
-    return max(0, len([line for line in text.splitlines() if line.strip()]) - 1)
+    return max(0, len([row for row in text.splitlines() if row.strip()]) - 1)

@@ -21,8 +21,8 @@ from shared.settings import get_settings
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("deploy", help="deploy registered models in groups behind the routing webservice")
-    p.add_argument("--target", choices=("local", "aci", "aks"),
-                   help="one target (default: every enabled one: DEPLOY_LOCAL, DEPLOY_ACI, DEPLOY_AKS)")
+    p.add_argument("--target", choices=flow.TARGETS,
+                   help="one target (default: every enabled one: DEPLOY_LOCAL, DEPLOY_ACI, DEPLOY_MANAGED, DEPLOY_AKS)")
     p.add_argument("--reset", action="store_true", help="rebuild every group from scratch (RESET_DEPLOYMENT)")
     p.add_argument("--update", action="store_true", help="update every group, changed or not (UPDATE_DEPLOYMENT)")
     p.add_argument("--dry-run", action="store_true", help="only show the plan")
@@ -38,7 +38,7 @@ def _targets(args: argparse.Namespace) -> tuple[str, ...]:
     targets = get_settings().enabled_targets
     if not targets:
         raise InvalidValue("no deployment target is enabled: set DEPLOY_LOCAL=true (local backend), "
-                           "DEPLOY_ACI=true or DEPLOY_AKS=true, or pass --target")
+                           "DEPLOY_ACI=true, DEPLOY_MANAGED=true or DEPLOY_AKS=true, or pass --target")
     return targets
 
 

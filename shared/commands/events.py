@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from shared.commands.output import emit_json, info
+from shared.devhost import topics
 from shared.errors import InvalidValue
 from shared.flows.outbox import LOCAL_TOPIC
 from shared.product_events import ProductEventType
@@ -54,8 +55,6 @@ def _types(text: str) -> list[str]:
 
 
 def _subscribe(args: argparse.Namespace) -> int:
-    from shared.devhost import topics
-
     home = get_settings().home
     types = _types(args.types)
     topics.ensure_topic(home, LOCAL_TOPIC)
@@ -76,7 +75,8 @@ def _subscribe(args: argparse.Namespace) -> int:
 
 def line(event: dict[str, Any]) -> str:
     """One event as one readable line: time, type, subject, the data's key facts."""
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    given = event.get("data")
+    data: dict[str, Any] = given if isinstance(given, dict) else {}
     facts = ", ".join(f"{k}={v}" for k, v in data.items()
                       if k in ("run_id", "plan_id", "predictions", "rows", "series", "models", "reason", "failed"))
     return (f"{event.get('time', '')}  {event.get('type', '')}  {event.get('subject', '')}  {facts}  "
@@ -84,8 +84,6 @@ def line(event: dict[str, Any]) -> str:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from shared.devhost import topics
-
     home = get_settings().home
     after = 0 if args.all else max((e.sequence for e in topics.read_events(home, LOCAL_TOPIC)), default=0)
     deadline = None if args.exit_after is None else time.monotonic() + args.exit_after

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from shared.commands.output import emit_json, info
 from shared.devhost import keys as host_keys
-from shared.devhost import process
+from shared.devhost import logs, process
 from shared.devhost.arguments import add_host_arguments, host_argv, host_options
 from shared.devhost.hostconfig import load_local_settings
 from shared.errors import NotFound
@@ -55,7 +55,6 @@ def _up(args: argparse.Namespace) -> int:
             print(f"logs: {process.log_file(settings.home)}; function key: `manymodels keys`; "
                   "stop everything with `manymodels down`")
         return 0
-    from shared.devhost import logs
 
     logs.configure(json_logs=args.json_logs)
 

@@ -23,7 +23,10 @@ from shared.data.manifest import MANIFEST_NAME
 from shared.data.schema import DEFAULT_SETTINGS_FILE
 from shared.errors import InvalidValue
 from shared.settings import Settings, get_settings
+from shared.storage.blobs import BlobStore
 from shared.workspace.base import DatasetMode, PipelineKind, Run, RunStatus, TrainingMode
+from shared.workspace.local.datasets import files_from_folder, folder_datastore
+from shared.workspace.local.workspace import LocalWorkspace
 
 POLL_SECONDS = 0.1
 LINE_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
@@ -71,8 +74,6 @@ def run_on_folder(
     parameter, OperationTimeout when the run does not end within ``timeout`` seconds (default
     RUN_TIMEOUT_MINUTES).
     """
-    from shared.workspace.local.datasets import files_from_folder, folder_datastore
-
     settings: Settings = workspace.settings
     files = [f for f in files_from_folder(folder) if Path(f.name).name != MANIFEST_NAME]
     if not files:
@@ -87,11 +88,12 @@ def run_on_folder(
         if run_parameters["mode"] == "changed" and _trained(workspace, dataset, settings_file):
             return None
     name = settings.training_pipeline_name if kind == PipelineKind.TRAINING else settings.forecasting_pipeline_name
-    run = workspace.pipelines.submit(name, dataset, parameters=run_parameters, tags={"submitted_by": "cli"})
+    run: Run = workspace.pipelines.submit(name, dataset, parameters=run_parameters, tags={"submitted_by": "cli"})
     deadline = time.monotonic() + (timeout if timeout is not None else settings.run_timeout_minutes * 60)
     while not run.status.is_final:
         if time.monotonic() > deadline:
-            return workspace.runs.wait(run.run_id, timeout=0.01)  # raises OperationTimeout naming the logs
+            timed_out: Run = workspace.runs.wait(run.run_id, timeout=0.01)  # raises OperationTimeout naming the logs
+            return timed_out
         time.sleep(POLL_SECONDS)
         run = workspace.runs.get(run.run_id)
         if progress:
@@ -113,7 +115,8 @@ def run_results(run: Run) -> dict[str, Any]:
     path = Path(folder) / "results.json" if folder else None
     if path is None or not path.exists():
         return {}
-    return json.loads(path.read_text())
+    results: dict[str, Any] = json.loads(path.read_text())  # written by the runner: a JSON object
+    return results
 
 
 class _ProgressLine:
@@ -139,9 +142,7 @@ class _ProgressLine:
             info(text)
 
 
-def _workspace():
-    from shared.workspace.local.workspace import LocalWorkspace
-
+def _workspace() -> LocalWorkspace:
     return LocalWorkspace(get_settings())
 
 
@@ -218,8 +219,6 @@ def _forecast(args: argparse.Namespace) -> int:
 
 def _check_storage(workspace: Any) -> None:
     """Forecasts are uploaded to the predictions container: fail before the run when storage is down."""
-    from shared.storage.blobs import BlobStore
-
     BlobStore(workspace.storage, workspace.settings.predictions_container).ensure_container()
 
 

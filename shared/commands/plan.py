@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.commands.output import emit_json, info, table
 from shared.errors import InvalidValue, ManyModelsError
+from shared.flows import deploy as flow
 from shared.grouping import DeploymentPlan, plan_deployment
 from shared.settings import get_settings
 from shared.workspace.base import ModelRecord
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='registered models: a JSON list of {"name", "version", "tags"} (default: the workspace)')
     p.add_argument("--deployed", type=Path, metavar="STATE.json",
                    help="current deployed_models_info (default: none with --registered, else the target's state)")
-    p.add_argument("--target", choices=("local", "aci", "aks"), default="local",
+    p.add_argument("--target", choices=flow.TARGETS, default="local",
                    help="deployment target whose prefix and state to use (default: local)")
     p.add_argument("--container-size", type=int, help="most models per service (default: MAX_CONTAINER_SIZE)")
     p.add_argument("--splitting-tags", nargs="*", metavar="TAG", help="tags that split models into groups")
@@ -90,7 +91,6 @@ def _make_plan(args: argparse.Namespace) -> DeploymentPlan:
         splitting_tags=_tags(args.splitting_tags, settings.splitting_tags),
         sorting_tags=_tags(args.sorting_tags, settings.sorting_tags),
     )
-    from shared.flows import deploy as flow  # lazily: the workspace is only needed without --registered
 
     target = flow.deploy_target(settings, args.target)
     prefix = args.prefix if args.prefix is not None else target.prefix

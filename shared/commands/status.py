@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from shared.commands.output import emit_json, table
+from shared.devhost.grid_access import HomeEventGrid
 from shared.flows.context import Context
 from shared.flows.status import collect_status
 from shared.settings import get_settings
@@ -18,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    ctx = Context(get_settings())
+    settings = get_settings()
+    ctx = Context(settings, local_event_grid=HomeEventGrid.of(settings) if settings.backend == "local" else None)
     try:
         report = collect_status(ctx)
     finally:

@@ -54,7 +54,8 @@ class Calibration:
     price_max: float
 
     def seasonal(self, day_of_year: np.ndarray) -> np.ndarray:
-        return fourier(day_of_year, HARMONICS) @ np.asarray(self.season)
+        seasonal: np.ndarray = fourier(day_of_year, HARMONICS) @ np.asarray(self.season)
+        return seasonal
 
 
 def fourier(day_of_year: np.ndarray, harmonics: int) -> np.ndarray:
@@ -100,7 +101,8 @@ def estimate(frame: pd.DataFrame) -> Calibration:
                        price_min=float(data["Price"].min()), price_max=float(data["Price"].max()))
 
 
-def _demand_regression(data: pd.DataFrame):
+def _demand_regression(
+        data: pd.DataFrame) -> tuple[pd.Series, dict[str, tuple[float, float]], list[float], np.ndarray]:
     """lq on series fixed effects, brand-specific price/advert slopes and a shared season.
 
     Solved "within": demeaning every column per series removes the fixed effects, which are then

@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import InvalidValue
 from shared.workspace.base import DatasetMode
 
 MANIFEST_NAME = "_manifest.json"
 UPLOAD_MARKER = "_upload.json"  # written first: "a manifest follows"; never a data file of the batch
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 class BatchKind(StrEnum):
@@ -77,7 +79,8 @@ class Manifest:
         return cls(kind=kind, mode=mode, batch=batch, files=parsed_files, created=str(body.get("created", "")))
 
 
-def _choice(body: dict[str, Any], field: str, enum: type[StrEnum], source: str, default: str | None = None):
+def _choice(body: dict[str, Any], field: str, enum: type[_Choice], source: str,
+            default: str | None = None) -> _Choice:
     value = body.get(field, default)
     allowed = [str(m) for m in enum]
     if value not in allowed:

@@ -155,7 +155,8 @@ class DatasetSchema:
     def series_values(self, row: Mapping[str, Any] | Sequence[Any]) -> tuple[str, ...]:
         """The id values of a row (a mapping with the id columns, or the values in id_columns order)."""
         if isinstance(row, Mapping) or hasattr(row, "keys"):
-            values = [row[c] for c in self.id_columns]
+            keyed: Any = row  # a Mapping, or keyed by name without being one (a pandas Series, a sqlite3.Row)
+            values = [keyed[c] for c in self.id_columns]
         else:
             values = list(row)
             if len(values) != len(self.id_columns):

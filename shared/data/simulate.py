@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,7 +215,7 @@ def write_simulated(
                             seconds=time.perf_counter() - started)
 
 
-def _prepare(folders, *, overwrite: bool) -> None:
+def _prepare(folders: Iterable[Path], *, overwrite: bool) -> None:
     for folder in folders:
         if folder.exists() and not folder.is_dir():
             raise InvalidValue(f"{folder} exists and is not a folder; choose another --out")

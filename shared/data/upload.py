@@ -17,13 +17,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError
 
 from shared.data.manifest import MANIFEST_NAME, UPLOAD_MARKER, BatchKind, Manifest, ManifestFile
 from shared.data.schema import DatasetSchema
 from shared.data.tables import list_data_files
+from shared.data.validate import validate_folder
 from shared.errors import BadData, InvalidValue, ManyModelsError, Unavailable
 from shared.settings import Settings
 from shared.storage.account import StorageAccount
@@ -31,6 +34,7 @@ from shared.storage.blobs import BlobStore
 from shared.workspace.base import DatasetMode
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,7 @@ def upload_batch(
                         prefix=prefix, files=tuple(files), manifest=prefix + MANIFEST_NAME)
 
 
-def _enum(enum, value, name: str):
+def _enum(enum: type[_Choice], value: Any, name: str) -> _Choice:
     try:
         return enum(str(value))
     except ValueError:
@@ -154,8 +158,6 @@ def _enum(enum, value, name: str):
 
 
 def _refuse_errors(root: Path, schema: DatasetSchema, kind: BatchKind) -> None:
-    from shared.data.validate import validate_folder
-
     report = validate_folder(root, schema, kind=str(kind))
     bad = report.files_with_errors
     if bad:

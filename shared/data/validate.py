@@ -14,6 +14,7 @@ import functools
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -248,7 +249,7 @@ class _FileChecker:
         keys = self._series_keys()
         self._named_series(keys)
         weeks = self._timestamps()
-        by_series: dict[str, list[datetime]] = {}
+        by_series: dict[str, list[datetime | None]] = {}
         for key, week in zip(keys, weeks, strict=True):
             by_series.setdefault(key, []).append(week)
         for key, series_weeks in by_series.items():
@@ -345,8 +346,7 @@ class _FileChecker:
         valid = [w for w in weeks if w is not None]
         unique = sorted(set(valid))
         if len(unique) < len(valid):
-            seen: set[datetime] = set()
-            repeated = sorted({w for w in valid if w in seen or seen.add(w)})
+            repeated = sorted(w for w, count in Counter(valid).items() if count > 1)
             shown = ", ".join(_day(d) for d in repeated[:_SHOWN])
             self.error(s.timestamp_column, f"{len(repeated)} {s.timestamp_column} value(s) appear more than once "
                                            f"in this series: {shown}; keep one row per period", key)
@@ -408,7 +408,7 @@ class _Calendar:
             expected = pd.date_range(weeks[0], weeks[-1], freq=self.freq).to_pydatetime().tolist()
             present = set(weeks)
             on = set(expected)
-            missing = [d for d in expected if d not in present]
+            missing: list[datetime] = [d for d in expected if d not in present]
             return [d for d in weeks if d not in on], missing[:_SHOWN], len(missing)
         first = weeks[0]
         off = [d for d in weeks
@@ -416,7 +416,7 @@ class _Calendar:
         if off:
             return off, [], 0
         count = (weeks[-1] - first) // self.step + 1 - len(weeks)
-        missing: list[datetime] = []
+        missing = []
         if count:
             present = set(weeks)
             expected = first

@@ -56,7 +56,8 @@ class HostClient:
         return answer.json() if answer.content else None
 
     def status(self) -> dict[str, Any]:
-        return self.call("GET", "status")
+        answer: dict[str, Any] = self.call("GET", "status")  # the status function answers a JSON object
+        return answer
 
 
 @dataclass
@@ -195,7 +196,8 @@ def _run(status: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     runs = status.get("runs") or {}
     for row in runs.get("recent", []) if isinstance(runs, dict) else []:
         if row.get("run_id") == run_id:
-            return row
+            found: dict[str, Any] = row  # the status page's run rows are JSON objects
+            return found
     return None
 
 

@@ -45,7 +45,7 @@ class DeliveryPolicy:
     duplicate: bool = False  # deliver every event twice (tests of idempotent handlers)
 
     def backoff(self, attempts: int) -> float:
-        wait = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** max(0, attempts - 1))
+        wait: float = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** max(0, attempts - 1))
         return wait * random.uniform(0.9, 1.1)  # Event Grid adds a small randomisation too
 
 
@@ -108,7 +108,8 @@ class GridStore:
     def next_value(self, db: sqlite3.Connection, counter: str) -> int:
         db.execute("INSERT INTO counters (name, value) VALUES (?, 1) "
                    "ON CONFLICT(name) DO UPDATE SET value = value + 1", (counter,))
-        return db.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
+        value: int = db.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
+        return value
 
     def close(self) -> None:
         with self._lock:
@@ -122,7 +123,7 @@ def deadletter_dir(home: Path) -> Path:
 def dead_letters(home: Path) -> list[dict[str, Any]]:
     """Every dead-lettered event (oldest first), each with its subscription and reason."""
     folder = deadletter_dir(home)
-    found = []
+    found: list[dict[str, Any]] = []
     for path in sorted(folder.rglob("*.json")) if folder.exists() else []:
         try:
             events = json.loads(path.read_text())
@@ -210,7 +211,8 @@ class LocalEventGrid:
         self._wake.set()
 
     def pending(self) -> int:
-        return self.store.query("SELECT COUNT(*) FROM deliveries")[0][0]
+        count: int = self.store.query("SELECT COUNT(*) FROM deliveries")[0][0]
+        return count
 
     # ----------------------------------------------------------------- delivering
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from azure.functions.decorators.function_app import Function, FunctionRegister
@@ -56,7 +57,7 @@ class FunctionSpec:
             return inspect.Parameter.empty
 
 
-def load_module(app_path: Path):
+def load_module(app_path: Path) -> ModuleType:
     """Import ``function_app.py`` (or a test's toy app) with its directory first on ``sys.path``."""
     app_path = app_path.resolve()
     if not app_path.is_file():
@@ -74,7 +75,7 @@ def load_module(app_path: Path):
     return module
 
 
-def find_app(module) -> FunctionRegister:
+def find_app(module: ModuleType) -> FunctionRegister:
     """The module's one ``func.FunctionApp`` (the worker indexes the app object it finds)."""
     apps = [v for v in vars(module).values() if isinstance(v, FunctionRegister)]
     if len(apps) != 1:
@@ -108,7 +109,11 @@ def _spec(function: Function, directory: str) -> FunctionSpec:
         params = tuple(inspect.signature(user).parameters)
     except (ValueError, TypeError):
         params = (trigger["name"],)
-    return FunctionSpec(name=function.get_function_name(), kind=kind, trigger=trigger, bindings=bindings,
+    name = function.get_function_name()
+    if not name:  # the library names a function after its callable unless function_name says otherwise
+        raise SettingsError(f"function {getattr(user, '__name__', user)!r} has an empty function_name: "
+                            "give @app.function_name a name")
+    return FunctionSpec(name=name, kind=kind, trigger=trigger, bindings=bindings,
                         call=user, parameters=params, directory=directory)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from shared.devhost.functions import (
     load_module,
     resolve_setting,
 )
+from shared.devhost.grid_access import HomeEventGrid
 from shared.devhost.hostconfig import HostConfig
 from shared.devhost.invoke import Invocation, invoke
 from shared.devhost.keys import HostKeys, load_or_create
@@ -40,6 +42,7 @@ from shared.devhost.timers import Schedule, TimerListener
 from shared.devhost.topics import PublishEndpoint, TopicSubscriptions, deliver_webhook
 from shared.devhost.topics import summary as topics_summary
 from shared.errors import InvalidValue
+from shared.flows.context import provide_local_event_grid
 from shared.paths import REPO_ROOT
 from shared.settings import Settings
 from shared.storage.account import StorageAccount
@@ -81,6 +84,7 @@ class LocalHost:
                                  port=self.options.port, route_prefix=self.config.route_prefix, status=self.status,
                                  publish=PublishEndpoint(self.home, self.grid).handle)
         self._parts: list[Any] = []
+        self._previous_grid_factory: Any = None
 
     @property
     def url(self) -> str:
@@ -89,11 +93,15 @@ class LocalHost:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        # the functions run in this process: their flows publish to this machine's Event Grid
+        self._previous_grid_factory = provide_local_event_grid(HomeEventGrid.of)
         self.grid.start()
         self._parts.append(self.grid)
         storage_subs = [s for s in self.subscriptions if s.topic == STORAGE_TOPIC]
         if storage_subs:
-            containers = None if any(s.container is None for s in storage_subs) else [s.container for s in storage_subs]
+            named = [s.container for s in storage_subs if s.container is not None]
+            # one subscription without a container filter means every container is watched
+            containers = named if len(named) == len(storage_subs) else None
             source = BlobCreatedSource(self.grid, self.account.blob_service(), containers=containers,
                                        interval=self.options.poll_interval)
             source.start()
@@ -119,6 +127,7 @@ class LocalHost:
                 log.exception("stopping %s failed", type(part).__name__)
         self._parts.clear()
         self.grid.store.close()
+        provide_local_event_grid(self._previous_grid_factory)
         log.info("host stopped")
 
     def status(self) -> dict[str, Any]:
@@ -167,7 +176,8 @@ class LocalHost:
     def _run(self, spec: FunctionSpec, value: Any) -> Invocation:
         return invoke(spec, value)
 
-    def _deliver(self, sub: subs.Subscription, event: dict, attempt: int, max_attempts: int) -> DeliveryResult:
+    def _deliver(self, sub: subs.Subscription, event: Mapping[str, Any], attempt: int,
+                 max_attempts: int) -> DeliveryResult:
         if sub.webhook_url:  # a custom topic's subscriber
             return deliver_webhook(sub, event, attempt, max_attempts)
         spec = self.functions.get(sub.function)

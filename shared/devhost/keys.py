@@ -37,8 +37,9 @@ class HostKeys:
         return any(hmac.compare_digest(presented.encode(), k.encode()) for k in accepted)
 
     def allows_eventgrid(self, presented: str | None) -> bool:
-        return bool(presented) and any(hmac.compare_digest(presented.encode(), k.encode())
-                                       for k in (self.eventgrid, self.master))
+        if not presented:
+            return False
+        return any(hmac.compare_digest(presented.encode(), k.encode()) for k in (self.eventgrid, self.master))
 
     def to_dict(self) -> dict:
         return {"functionKeys": {"default": self.function}, "masterKey": self.master,

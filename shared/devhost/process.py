@@ -1,13 +1,12 @@
 """Run the host in the foreground, or as a background process found through its pid file.
 
-The pid file ``<home>/devhost/host.json`` holds the pid, URL and whether this host started
-Azurite; ``manymodels down`` reads it to stop the host, then stops the rest of the local stack
-(scoring services, pipeline runners, Azurite).
+The pid file ``<home>/devhost/host.json`` (shared/devhost/host_state.py) holds the pid, URL and
+whether this host started Azurite; ``manymodels down`` reads it to stop the host, then stops the
+rest of the local stack (scoring services, pipeline runners, Azurite).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -16,67 +15,25 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
 
+from shared.devhost.host_state import HostState, log_file, running, state_file, write_state
 from shared.errors import Conflict, OperationTimeout, Unavailable
 from shared.paths import REPO_ROOT
 from shared.processes import pid_alive, port_open, start_ticks
 from shared.settings import Settings
 from shared.storage import azurite
+from shared.workspace.base import RunStatus
+from shared.workspace.local.workspace import LocalWorkspace
 
 if TYPE_CHECKING:
     from shared.devhost.host import HostOptions, LocalHost
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True, slots=True)
-class HostState:
-    pid: int
-    url: str
-    app: str
-    started: float
-    azurite_started: bool = False
-    start_ticks: int = 0  # /proc/<pid>/stat start time (0: unknown): a later process reusing the pid is not the host
-
-
-def state_file(home: Path) -> Path:
-    return home / "devhost" / "host.json"
-
-
-def log_file(home: Path) -> Path:
-    return home / "logs" / "host.log"
-
-
-def running(home: Path) -> HostState | None:
-    """The host of ``home`` if its process lives (a stale pid file is removed)."""
-    path = state_file(home)
-    try:
-        state = HostState(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    if pid_alive(state.pid) and not (state.start_ticks and start_ticks(state.pid) != state.start_ticks):
-        return state
-    path.unlink(missing_ok=True)
-    return None
-
-
-def host_url(home: Path) -> str | None:
-    state = running(home)
-    return state.url if state else None
-
-
-def _write_state(home: Path, state: HostState) -> None:
-    path = state_file(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state)))
-    tmp.replace(path)
 
 
 def ensure_storage(settings: Settings) -> bool:
@@ -108,8 +65,8 @@ def serve(settings: Settings, options: HostOptions, *, on_ready: Callable[[Local
     try:
         host = LocalHost(settings, options)
         host.start()
-        _write_state(settings.home, HostState(os.getpid(), host.url, str(options.app_path), time.time(),
-                                              started_azurite, start_ticks(os.getpid())))
+        write_state(settings.home, HostState(os.getpid(), host.url, str(options.app_path), time.time(),
+                                             started_azurite, start_ticks(os.getpid())))
         threading.Thread(target=restart_services, args=(settings,), name="restart-services", daemon=True).start()
         if on_ready:
             on_ready(host)
@@ -128,8 +85,6 @@ def serve(settings: Settings, options: HostOptions, *, on_ready: Callable[[Local
 def restart_services(settings: Settings) -> list[str]:
     """Start again the local scoring services a ``down`` (or a reboot) stopped, so the router answers."""
     try:
-        from shared.workspace.local.workspace import LocalWorkspace
-
         workspace = LocalWorkspace(settings)
     except Exception as e:
         log.debug("no local workspace yet: %s", e)
@@ -225,8 +180,6 @@ def stop_stack_parts(settings: Settings, *, azurite_too: bool = True) -> dict[st
     """Stop the local scoring services, running pipeline runners and (optionally) Azurite."""
     stopped: dict[str, Any] = {"services": [], "runners": [], "azurite": False}
     try:
-        from shared.workspace.local.workspace import LocalWorkspace
-
         workspace = LocalWorkspace(settings)
     except Exception as e:  # the workspace may not exist yet on a fresh machine
         log.debug("no local workspace to stop: %s", e)
@@ -243,8 +196,6 @@ def stop_stack_parts(settings: Settings, *, azurite_too: bool = True) -> dict[st
 
 
 def _stop_runners(workspace: Any) -> list[str]:
-    from shared.workspace.base import RunStatus
-
     stopped = []
     for status in (RunStatus.QUEUED, RunStatus.RUNNING):
         for run in workspace.runs.list(status=status):

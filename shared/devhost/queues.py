@@ -57,7 +57,9 @@ class QueueListener:
         self._run = run
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=self.options.batch_size, thread_name_prefix=f"queue-{spec.name}")
-        self._receipts: dict[str, str] = {}  # message id -> latest pop receipt, for renewal and delete
+        # message id -> latest pop receipt, for renewal and delete (the SDK types it Optional; a received or
+        # updated message always has one)
+        self._receipts: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -170,12 +172,12 @@ class QueueListener:
             raise ValueError("the message is not valid base64 (host.json messageEncoding is base64; "
                              "send it with TextBase64EncodePolicy)") from None
 
-    def _receipt(self, message: QueueMessage) -> str:
+    def _receipt(self, message: QueueMessage) -> str | None:
         """Release the message from lease renewal; its latest pop receipt."""
         with self._lock:
             return self._receipts.pop(message.id, message.pop_receipt)
 
-    def _to_poison(self, message: QueueMessage, receipt: str, reason: str) -> None:
+    def _to_poison(self, message: QueueMessage, receipt: str | None, reason: str) -> None:
         _create(self._poison)
         self._poison.send_message(message.content)
         _ignore_missing(self._queue.delete_message, message.id, receipt)

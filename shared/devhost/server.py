@@ -105,6 +105,11 @@ class HostServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def serving_thread(self) -> threading.Thread | None:
+        """The thread answering requests (None before :meth:`start`): one per server, never restarted."""
+        return self._thread
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="http", daemon=True)

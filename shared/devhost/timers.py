@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from croniter import croniter
+from croniter import croniter  # untyped: mypy.ini types it as Any
 
 from shared.devhost.bindings import timer_request, utc_now
 from shared.devhost.functions import FunctionSpec
@@ -54,7 +54,8 @@ class Schedule:
     def next_after(self, t: dt.datetime) -> dt.datetime:
         if self._interval is not None:
             return t + self._interval
-        return croniter(self.expression, t, second_at_beginning=True).get_next(dt.datetime)
+        following: dt.datetime = croniter(self.expression, t, second_at_beginning=True).get_next(dt.datetime)
+        return following
 
 
 Run = Callable[[FunctionSpec, Any], Invocation]

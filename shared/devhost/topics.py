@@ -48,7 +48,7 @@ import requests
 
 from shared.devhost.bindings import HttpAnswer, event_time
 from shared.devhost.eventgrid import DeliveryResult, LocalEventGrid
-from shared.devhost.process import host_url as running_host_url
+from shared.devhost.host_state import host_url as running_host_url
 from shared.devhost.subscriptions import DeliverySchema, Subscription
 from shared.errors import InvalidValue, NotFound
 from shared.fields import json_document
@@ -125,7 +125,7 @@ def ensure_topic(home: Path, topic: str, *, input_schema: TopicSchema | str = To
                  host_url: str | None = None) -> TopicAccess:
     """Create the topic on first use (keys generated then); returns its endpoint and ``key1``.
 
-    ``host_url`` defaults to the running local host's URL (``shared/devhost/process.py``), else
+    ``host_url`` defaults to the running local host's URL (``shared/devhost/host_state.py``), else
     http://127.0.0.1:7071. A topic's schema cannot change: asking for the other one raises
     :class:`InvalidValue`.
     """
@@ -142,7 +142,7 @@ def ensure_topic(home: Path, topic: str, *, input_schema: TopicSchema | str = To
         raise InvalidValue(f"topic {topic!r} exists with input schema {found.schema.value}, not {schema.value}: "
                            "a topic's schema cannot change (as on Azure); use another topic name")
     if host_url is None:
-        host_url = running_host_url(home)  # the running host's state file (shared/devhost/process.py)
+        host_url = running_host_url(home)  # the running host's state file (shared/devhost/host_state.py)
     return TopicAccess(endpoint_of(topic, host_url), found.keys[0])
 
 
@@ -162,7 +162,7 @@ def list_topics(home: Path) -> list[str]:
 
 def summary(home: Path) -> list[dict[str, Any]]:
     """Each topic's name, schema, last sequence and subscriptions (for status pages; no keys, no URLs)."""
-    found = []
+    found: list[dict[str, Any]] = []
     for name in list_topics(home):
         try:
             schema = topic_schema(home, name)

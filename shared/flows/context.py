@@ -1,9 +1,14 @@
 """What every flow needs, built once per worker process: settings, workspace, ledger, storage,
-the deploy queue.
+the deploy queue, and (locally) the local host's Event Grid.
 
 Triggers call :func:`get_context`; tests call :func:`set_context` with their own (or
 :func:`reset_context` to rebuild from the environment). Clients are created lazily, so
 ``GET /api/health`` answers even when storage or the workspace cannot be opened.
+
+The flows run on Azure and never import the local stand-ins of ``shared/devhost/`` (a contract
+of ``[tool.importlinter]`` in pyproject.toml): what they need of the local Event Grid comes as a
+:class:`LocalEventGrid`, given to the context by the process that runs one (the local host calls
+:func:`provide_local_event_grid`; ``manymodels status`` passes its own).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError, ServiceRequestError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -23,17 +28,44 @@ from shared.errors import InvalidValue, Unavailable
 from shared.ledger import Ledger
 from shared.settings import Settings, get_settings
 from shared.storage.account import StorageAccount
+from shared.workspace import open_workspace
 from shared.workspace.base import Workspace
 
 log = logging.getLogger(__name__)
+
+
+class LocalEventGrid(Protocol):
+    """The local host's Event Grid as the flows see it (shared/devhost/grid_access.py implements it)."""
+
+    def topic_access(self, topic: str) -> tuple[str, str]:
+        """(endpoint, key) to publish to ``topic``, created on first use."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """Pending deliveries and dead letters, for status pages."""
+        ...
+
+
+LocalEventGridFactory = Callable[[Settings], LocalEventGrid]
+_provided_event_grid: LocalEventGridFactory | None = None
+
+
+def provide_local_event_grid(factory: LocalEventGridFactory | None) -> LocalEventGridFactory | None:
+    """What a process running the local Event Grid (shared/devhost/host.py) gives every context of
+    the local backend that was not given one; returns the previous factory, to put back."""
+    global _provided_event_grid
+    previous, _provided_event_grid = _provided_event_grid, factory
+    return previous
 
 
 class Context:
     """Settings and clients of one process. Pass any of them to use it instead of the default."""
 
     def __init__(self, settings: Settings, *, workspace: Workspace | None = None, ledger: Ledger | None = None,
-                 storage: StorageAccount | None = None, deploy_queue: QueueClient | None = None) -> None:
+                 storage: StorageAccount | None = None, deploy_queue: QueueClient | None = None,
+                 local_event_grid: LocalEventGrid | None = None) -> None:
         self.settings = settings
+        self._local_event_grid = local_event_grid
         self._workspace = workspace
         self._ledger = ledger
         self._storage = storage
@@ -51,10 +83,15 @@ class Context:
     def workspace(self) -> Workspace:
         with self._lock:
             if self._workspace is None:
-                from shared.workspace import open_workspace
-
                 self._workspace = open_workspace(self.settings)
             return self._workspace
+
+    @property
+    def local_event_grid(self) -> LocalEventGrid | None:
+        """The local host's Event Grid: the one given, else the process's (local backend only), else None."""
+        if self._local_event_grid is None and _provided_event_grid is not None and self.settings.backend == "local":
+            self._local_event_grid = _provided_event_grid(self.settings)
+        return self._local_event_grid
 
     @property
     def ledger(self) -> Ledger:
@@ -156,7 +193,7 @@ def optional_choice(body: Mapping[str, Any], name: str, choices: tuple[str, ...]
     value = body.get(name)
     if value is None:
         return None
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise InvalidValue(f"field '{name}' is {value!r}; allowed: {', '.join(choices)}")
     return value
 
@@ -201,11 +238,11 @@ def handle_event(ctx: Context, delivery: Any, handlers: Mapping[type, Callable[[
         log.info("%s: event %s of type %s ignored: this function does not handle it", function, event.id, kind)
         return "ignored"
     remember = not isinstance(event, forget)
-    if remember and ctx.ledger.is_processed(event.id):
+    if remember and ctx.ledger.events.is_processed(event.id):
         log.info("%s: event %s already handled; replay skipped", function, event.id)
         return "duplicate"
     outcome = handler(ctx, event)
     if remember and not isinstance(outcome, Deferred):
-        ctx.ledger.mark_processed(event.id, event_type=type(event).__name__, outcome=outcome)
+        ctx.ledger.events.mark_processed(event.id, event_type=type(event).__name__, outcome=outcome)
     log.info("%s: event %s (%s %s): %s", function, event.id, type(event).__name__, event.subject, outcome)
     return outcome

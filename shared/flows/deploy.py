@@ -113,6 +113,9 @@ def deploy_target(settings: Settings, target: str) -> DeploymentTarget:
     if target == "aks":
         return DeploymentTarget("aks", ServiceKind.AKS, settings.webservice_prefix,
                                 settings.routing_model_name, settings.routing_service_name)
+    if target == "managed":  # own names: an amlv2 workspace may serve "aks" too (endpoint names: amlv2/services.py)
+        return DeploymentTarget("managed", ServiceKind.MANAGED, f"managed-{settings.webservice_prefix}",
+                                f"{settings.routing_model_name}_managed", f"managed-{settings.routing_service_name}")
     return DeploymentTarget("local", ServiceKind.LOCAL, settings.webservice_prefix,
                             f"{settings.routing_model_name}_local", settings.routing_service_name)
 
@@ -125,9 +128,15 @@ def _check_backend(settings: Settings, target: str) -> None:
     if target == "local" and settings.backend != "local":
         raise InvalidValue("deployment target 'local' needs MANYMODELS_BACKEND=local: local services run "
                            "beside the local workspace; use --target aci or aks with the aml backend")
-    if target in ("aci", "aks") and settings.backend != "aml":
-        raise InvalidValue(f"deployment target {target!r} needs MANYMODELS_BACKEND=aml (an Azure ML workspace); "
+    if target == "aci" and settings.backend != "aml":
+        raise InvalidValue("deployment target 'aci' needs MANYMODELS_BACKEND=aml (SDK v1 webservices); with amlv2 "
+                           "deploy to --target managed, with the local backend to --target local")
+    if target == "aks" and settings.backend not in ("aml", "amlv2"):
+        raise InvalidValue("deployment target 'aks' needs MANYMODELS_BACKEND=aml or amlv2 (an Azure ML workspace); "
                            "with the local backend deploy to --target local")
+    if target == "managed" and settings.backend != "amlv2":
+        raise InvalidValue("deployment target 'managed' needs MANYMODELS_BACKEND=amlv2: managed online endpoints "
+                           "are SDK v2 only")
 
 
 # --------------------------------------------------------------------------- reading state

@@ -31,7 +31,7 @@ from shared.data.manifest import MANIFEST_NAME, UPLOAD_MARKER, BatchKind, Manife
 from shared.errors import InvalidValue, ManyModelsError, NotFound
 from shared.events import BlobCreated
 from shared.flows.context import Context, handle_event
-from shared.ledger import Batch, BatchFile, BatchState, RunEntry, RunState, age_seconds, encode_key, utcnow
+from shared.ledger import Batch, BatchFile, BatchState, RunEntry, RunState, age_seconds, encode_key
 from shared.storage.blobs import BlobInfo, BlobStore
 from shared.workspace.base import DatasetFile, DatasetMode, DatasetVersion, PipelineKind, Run
 
@@ -119,7 +119,7 @@ def on_blob_created(ctx: Context, event: BlobCreated) -> str:
     if where.is_manifest:
         batch = close_batch(ctx, where.kind, where.batch, manifest=True)
         return f"manifest: batch {where.kind}/{where.batch} is {batch.state if batch else 'unknown'}"
-    header = ctx.ledger.record_file(
+    header = ctx.ledger.batches.record_file(
         str(where.kind), where.batch, BatchFile(where.name, where.blob, event.etag, event.size),
         touch_after=min(5.0, ctx.settings.data_quiet_seconds / 10))
     if header.state == BatchState.OPEN:
@@ -159,8 +159,8 @@ def close_quiet_batches(ctx: Context, *, now: dt.datetime | None = None) -> list
     ``now`` is the current UTC time (tests pass a later one instead of sleeping).
     """
     quiet = ctx.settings.data_quiet_seconds
-    due = [b for b in ctx.ledger.list_batches(state=BatchState.OPEN) if age_seconds(b.last_blob, now=now) >= quiet]
-    due += [b for b in ctx.ledger.list_batches(state=BatchState.CLOSING)
+    due = [b for b in ctx.ledger.batches.all(state=BatchState.OPEN) if age_seconds(b.last_blob, now=now) >= quiet]
+    due += [b for b in ctx.ledger.batches.all(state=BatchState.CLOSING)
             if age_seconds(b.closing_since, now=now) >= CLOSING_LEASE_SECONDS]
     closed = []
     for batch in due:
@@ -182,10 +182,10 @@ def close_batch(ctx: Context, kind: BatchKind, batch: str, *, manifest: bool, no
     a later delivery or the timer finishes the job); a problem with the data fails the batch.
     """
     token = uuid.uuid4().hex
-    claimed = ctx.ledger.claim_batch(str(kind), batch, token=token, manifest=manifest,
-                                     stale_after=CLOSING_LEASE_SECONDS)
+    claimed = ctx.ledger.batches.claim(str(kind), batch, token=token, manifest=manifest,
+                                       stale_after=CLOSING_LEASE_SECONDS)
     if claimed is None:
-        current = ctx.ledger.get_batch(str(kind), batch)
+        current = ctx.ledger.batches.get(str(kind), batch)
         if current is not None and current.state == BatchState.FAILED:
             log.warning("batch %s failed earlier (%s): upload the fixed files as a new batch", current.key,
                         current.reason)
@@ -203,8 +203,7 @@ def close_batch(ctx: Context, kind: BatchKind, batch: str, *, manifest: bool, no
         if e.retryable:  # shared/errors.py decides, for every flow
             raise
         log.error("batch %s failed: %s", claimed.key, e.message)
-        return ctx.ledger.update_batch(claimed.kind, claimed.batch, token=token, state=BatchState.FAILED,
-                                       reason=e.message, closed=utcnow())
+        return ctx.ledger.batches.fail(claimed.kind, claimed.batch, token=token, reason=e.message)
 
 
 def _close(ctx: Context, batch: Batch, token: str, *, now: dt.datetime | None = None) -> Batch:
@@ -224,14 +223,14 @@ def _close(ctx: Context, batch: Batch, token: str, *, now: dt.datetime | None = 
     mode = manifest.mode if manifest else DatasetMode.FULL
     resumed = batch.dataset_version is not None  # a closer before us got this far, then went silent
     dataset = _register(ctx, batch, files, mode)
-    batch = ctx.ledger.update_batch(batch.kind, batch.batch, token=token, dataset_name=dataset.name,
-                                    dataset_version=dataset.version, file_count=len(files), problems=problems)
+    batch = ctx.ledger.batches.record_dataset(batch.kind, batch.batch, token=token, dataset_name=dataset.name,
+                                              dataset_version=dataset.version, file_count=len(files),
+                                              problems=problems)
     run = _submit(ctx, batch, dataset, resumed=resumed)
-    ctx.ledger.record_run(RunEntry(run.run_id, str(run.kind), RunState.SUBMITTED, submitted=run.submitted,
-                                   dataset_name=dataset.name, dataset_version=dataset.version, batch=batch.key,
-                                   source="batch", experiment=run.experiment))
-    closed = ctx.ledger.update_batch(batch.kind, batch.batch, token=token, state=BatchState.CLOSED,
-                                     run_id=run.run_id, closed=utcnow())
+    ctx.ledger.runs.record(RunEntry(run.run_id, str(run.kind), RunState.SUBMITTED, submitted=run.submitted,
+                                    dataset_name=dataset.name, dataset_version=dataset.version, batch=batch.key,
+                                    source="batch", experiment=run.experiment))
+    closed = ctx.ledger.batches.close(batch.kind, batch.batch, token=token, run_id=run.run_id)
     log.info("batch %s closed: %d files -> dataset %s v%d -> %s run %s", batch.key, len(files), dataset.name,
              dataset.version, run.kind, run.run_id)
     return closed
@@ -244,7 +243,7 @@ def _await_manifest(ctx: Context, batch: Batch, token: str, marker: BlobInfo, *,
     started = age_seconds(marker.last_modified, now=now)
     if started < UPLOAD_ABANDONED_SECONDS:
         log.info("batch %s is quiet but its upload has not written %s yet: left open", batch.key, MANIFEST_NAME)
-        return ctx.ledger.update_batch(batch.kind, batch.batch, token=token, state=BatchState.OPEN)
+        return ctx.ledger.batches.reopen(batch.kind, batch.batch, token=token)
     raise InvalidValue(f"batch {batch.key}: its upload started {marker.last_modified} ({UPLOAD_MARKER}) but never "
                        f"wrote {MANIFEST_NAME}; run `manymodels data upload <folder> --kind {batch.kind}` again "
                        "as a new batch")

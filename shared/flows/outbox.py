@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.flows.context import Context
+from shared.errors import Unavailable
+from shared.flows.context import Context, LocalEventGrid
 from shared.ledger import OutboxEvent, OutboxState
 from shared.product_events import ProductEvent, ProductEventType
 from shared.settings import LOCAL_TOPIC as LOCAL_ENDPOINT
@@ -71,7 +72,7 @@ def record(ctx: Context, event: ProductEvent) -> bool:
     retry records the event again with the same id."""
     if not enabled(ctx.settings):
         return False
-    added = ctx.ledger.add_outbox(OutboxEvent(event.id, str(event.type), event.subject, event.source, event.time,
+    added = ctx.ledger.outbox.add(OutboxEvent(event.id, str(event.type), event.subject, event.source, event.time,
                                               dict(event.data)))
     if added:
         log.info("event %s (%s %s) in the outbox", event.id, event.type, event.subject)
@@ -100,20 +101,21 @@ def _client(endpoint: str, key: str) -> Any:
                                     read_timeout=READ_TIMEOUT)
 
 
-def topic_access(settings: Settings) -> tuple[str, str]:
-    """(endpoint, key) to publish to. ``EVENTS_TOPIC_ENDPOINT=local``: the local Event Grid's topic
-    :data:`LOCAL_TOPIC` of this MANYMODELS_HOME (created on first use; its endpoint names the
-    running host's URL, shared/devhost/topics.py)."""
+def topic_access(settings: Settings, local_event_grid: LocalEventGrid | None = None) -> tuple[str, str]:
+    """(endpoint, key) to publish to. ``EVENTS_TOPIC_ENDPOINT=local``: the topic :data:`LOCAL_TOPIC`
+    of the local Event Grid the context was given (shared/flows/context.py; locally
+    shared/devhost/grid_access.py: created on first use, its endpoint names the running host's URL)."""
     if settings.events_topic_endpoint != LOCAL_ENDPOINT:
         return settings.events_topic_endpoint, settings.events_topic_key
-    from shared.devhost.topics import ensure_topic
+    if local_event_grid is None:
+        raise Unavailable("EVENTS_TOPIC_ENDPOINT=local but this process runs no local Event Grid: publish from "
+                          "the local host (`manymodels host start`) or set EVENTS_TOPIC_ENDPOINT to a topic URL")
+    endpoint, key = local_event_grid.topic_access(LOCAL_TOPIC)
+    return endpoint, key
 
-    access = ensure_topic(settings.home, LOCAL_TOPIC)
-    return access.endpoint, access.key
 
-
-def publisher(settings: Settings) -> Any:
-    return _client(*topic_access(settings))
+def publisher(ctx: Context) -> Any:
+    return _client(*topic_access(ctx.settings, ctx.local_event_grid))
 
 
 def _reason(error: Exception) -> str:
@@ -128,7 +130,7 @@ def drain(ctx: Context, *, limit: int = DRAIN_LIMIT) -> DrainResult:
     if not enabled(ctx.settings):
         return DrainResult(enabled=False)
     try:
-        pending = ctx.ledger.list_outbox(state=OutboxState.PENDING, limit=limit)
+        pending = ctx.ledger.outbox.all(state=OutboxState.PENDING, limit=limit)
     except Exception as e:
         log.warning("events not published now: the outbox cannot be read (%s); the next drain tries again",
                     _reason(e))
@@ -137,7 +139,7 @@ def drain(ctx: Context, *, limit: int = DRAIN_LIMIT) -> DrainResult:
         return DrainResult()
     sent, reason = 0, ""
     try:
-        client = publisher(ctx.settings)
+        client = publisher(ctx)
     except Exception as e:
         reason = _reason(e)
         log.warning("%d events not published: no publisher for %s (%s); the next drain tries again",
@@ -196,7 +198,7 @@ def _one_by_one(ctx: Context, client: Any, chunk: list[OutboxEvent]) -> tuple[li
             log.error("event %s (%s %s) refused by the topic, not retried: %s", row.event_id, row.type,
                       row.subject, reason)
             try:
-                ctx.ledger.mark_outbox_refused(row.event_id, reason)
+                ctx.ledger.outbox.mark_refused(row.event_id, reason)
                 refused += 1
             except Exception:
                 log.debug("could not mark %s refused", row.event_id, exc_info=True)
@@ -209,7 +211,7 @@ def _mark_sent(ctx: Context, rows: list[OutboxEvent]) -> None:
     if not rows:
         return
     try:
-        ctx.ledger.mark_outbox_sent_many(row.event_id for row in rows)
+        ctx.ledger.outbox.mark_sent_many(row.event_id for row in rows)
     except Exception as e:  # published but not marked: the next drain sends them again (same ids)
         log.warning("%d events published but not marked sent (%s): they may be delivered twice",
                     len(rows), _reason(e))
@@ -217,7 +219,7 @@ def _mark_sent(ctx: Context, rows: list[OutboxEvent]) -> None:
 
 def _note_failure(ctx: Context, event_id: str, reason: str) -> None:
     try:
-        ctx.ledger.note_outbox_failure(event_id, reason)
+        ctx.ledger.outbox.note_failure(event_id, reason)
     except Exception:
         log.debug("could not note the failed publish of %s", event_id, exc_info=True)
 
@@ -243,7 +245,7 @@ def after_reconcile(ctx: Context, *, prune_limit: int = 500) -> DrainResult:
         return result
     try:
         before = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=ctx.settings.retention_ledger_hours)).isoformat()
-        pruned = ctx.ledger.prune_outbox(before=before.replace("+00:00", "Z"), limit=prune_limit)
+        pruned = ctx.ledger.outbox.prune(before=before.replace("+00:00", "Z"), limit=prune_limit)
     except Exception as e:
         log.warning("sent events not pruned from the outbox (%s); the next reconcile tries again", _reason(e))
         return result
@@ -266,9 +268,9 @@ def status(ctx: Context, *, ledger: bool = True) -> dict[str, Any]:
         out["topic"] = LOCAL_TOPIC
     if not ledger:
         return out
-    pending = ctx.ledger.list_outbox(state=OutboxState.PENDING, limit=DRAIN_LIMIT)
+    pending = ctx.ledger.outbox.all(state=OutboxState.PENDING, limit=DRAIN_LIMIT)
     out["pending"] = len(pending)
-    refused = ctx.ledger.list_outbox(state=OutboxState.REFUSED, limit=DRAIN_LIMIT)
+    refused = ctx.ledger.outbox.all(state=OutboxState.REFUSED, limit=DRAIN_LIMIT)
     if refused:  # never published: the topic refused them (see the log for each)
         out["refused"] = len(refused)
         out["last_refusal"] = refused[-1].error

@@ -5,7 +5,7 @@ removes, each part on its own so one that cannot run does not stop the others:
 
 - ledger rows older than ``RETENTION_LEDGER_HOURS`` (never below 24: Event Grid redelivers for up
   to 24 hours): processed-event ids; the blob lists of batches that closed or failed (the batch
-  rows stay, see :meth:`shared.ledger.Ledger.prune_batch_files`); finished plans with their group
+  rows stay, see :meth:`shared.ledger.batches.Batches.prune_files`); finished plans with their group
   tasks (the newest ``KEEP_PLANS`` stay); records of runs that ended (never a ``submitted`` one);
 - model versions beyond the newest ``RETENTION_MODEL_VERSIONS`` of each name, except a version a
   service serves, one in a deployment-state model, one a plan still executing references, or one
@@ -28,9 +28,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shared.deploy_config import TARGETS
+from shared.flows import deploy
 from shared.flows.context import Context
+from shared.flows.rollout import TARGET_LEASE_SECONDS
 from shared.grouping import MODEL_TYPE_TAG
-from shared.ledger import PlanState, RunState, age_seconds, parse_time
+from shared.ledger import PlanState, RunState, age_seconds, parse_time, timestamp
 from shared.workspace.newest import newest_models
 
 log = logging.getLogger(__name__)
@@ -64,16 +67,11 @@ class RetentionSummary:
         return out
 
 
-def _iso(moment: dt.datetime) -> str:
-    """The ledger's timestamp format (shared/ledger.py ``utcnow``), so strings compare as times."""
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def apply_if_due(ctx: Context, *, now: dt.datetime | None = None, every: float = EVERY_SECONDS
                  ) -> RetentionSummary | None:
     """A pass when the last one is ``every`` seconds old (or there was none); None otherwise."""
     now = now or dt.datetime.now(dt.UTC)
-    last = ctx.ledger.last_retention()
+    last = ctx.ledger.retention.last()
     when = parse_time(str(last.get("at", ""))) if last else None
     if when is not None and (now - when).total_seconds() < every:
         return None
@@ -93,8 +91,8 @@ def apply(ctx: Context, *, now: dt.datetime | None = None, limit: int = LIMIT) -
             log.exception("retention: %s part failed", part)
         if why:
             skipped[part] = why
-    summary = RetentionSummary(at=_iso(now), skipped=skipped, **counts)
-    ctx.ledger.record_retention(summary.to_dict())
+    summary = RetentionSummary(at=timestamp(now), skipped=skipped, **counts)
+    ctx.ledger.retention.record(summary.to_dict())
     log.info("retention: %s", summary.to_dict())
     return summary
 
@@ -103,11 +101,11 @@ def apply(ctx: Context, *, now: dt.datetime | None = None, limit: int = LIMIT) -
 
 
 def _ledger(ctx: Context, now: dt.datetime, limit: int, counts: dict[str, int]) -> str:
-    before = _iso(now - dt.timedelta(hours=ctx.settings.retention_ledger_hours))
-    counts["event_ids"] = ctx.ledger.prune_events(before=before, limit=limit)
-    counts["batches_pruned"], counts["batch_file_rows"] = ctx.ledger.prune_batch_files(before=before, limit=limit)
-    counts["plans"] = ctx.ledger.prune_plans(before=before, keep=KEEP_PLANS, limit=limit)
-    counts["run_records"] = ctx.ledger.prune_runs(before=before, limit=limit)
+    before = timestamp(now - dt.timedelta(hours=ctx.settings.retention_ledger_hours))
+    counts["event_ids"] = ctx.ledger.events.prune(before=before, limit=limit)
+    counts["batches_pruned"], counts["batch_file_rows"] = ctx.ledger.batches.prune_files(before=before, limit=limit)
+    counts["plans"] = ctx.ledger.plans.prune(before=before, keep=KEEP_PLANS, limit=limit)
+    counts["run_records"] = ctx.ledger.runs.prune(before=before, limit=limit)
     return ""
 
 
@@ -156,7 +154,7 @@ def _runs(ctx: Context, now: dt.datetime, limit: int, counts: dict[str, int]) ->
     store = ctx.workspace.runs
     if not store.supports_delete:
         return f"the {ctx.settings.backend} backend keeps run history itself"
-    awaited = {e.run_id for e in ctx.ledger.list_runs(state=RunState.SUBMITTED)}
+    awaited = {e.run_id for e in ctx.ledger.runs.all(state=RunState.SUBMITTED)}
     cutoff = now - dt.timedelta(days=days)
     doomed: list[str] = []
     in_progress = 0
@@ -188,9 +186,6 @@ def _versions(refs: Iterable[str]) -> set[tuple[str, int]]:
 def deployed_versions(ctx: Context) -> set[tuple[str, int]]:
     """Every model version a service serves or a target's deployment state lists. Raises when
     either cannot be read: the caller then deletes nothing."""
-    from shared.deploy_config import TARGETS
-    from shared.flows import deploy
-
     services = ctx.workspace.services.list()
     found = _versions(ref for s in services for ref in s.models)
     for target in TARGETS:
@@ -203,9 +198,9 @@ def deployed_versions(ctx: Context) -> set[tuple[str, int]]:
 def planned_versions(ctx: Context) -> set[tuple[str, int]]:
     """Every model version a group task of an unfinished plan references."""
     found: set[tuple[str, int]] = set()
-    for plan in ctx.ledger.list_plans():
+    for plan in ctx.ledger.plans.all():
         if plan.state in _ACTIVE_PLANS:
-            for task in ctx.ledger.list_tasks(plan.plan_id):
+            for task in ctx.ledger.plans.tasks(plan.plan_id):
                 found |= {(name, int(version)) for name, version in task.models}
     return found
 
@@ -215,11 +210,9 @@ def _planning_targets(ctx: Context, now: dt.datetime) -> list[str]:
     ``start_rollout`` claims the target, then plans from the registered models, then saves the
     plan; a version it picked is in no plan the ledger could show yet. A claim older than the
     rollout lease is a planner that died: it no longer holds retention back."""
-    from shared.flows.rollout import TARGET_LEASE_SECONDS
-
     planning = []
-    for target in ctx.ledger.list_targets():
+    for target in ctx.ledger.targets.all():
         if (target.active_plan and age_seconds(target.active_since, now=now) < TARGET_LEASE_SECONDS
-                and ctx.ledger.get_plan(target.active_plan) is None):
+                and ctx.ledger.plans.get(target.active_plan) is None):
             planning.append(target.target)
     return planning

@@ -32,7 +32,7 @@ from shared.ledger import GroupTask, Plan, PlanState, TaskState, age_seconds, ut
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("local", "aci", "aks")
+TARGETS = deploy.TARGETS  # shared/deploy_config.py: local, aci, managed, aks
 MAX_ATTEMPTS = 5  # the Functions host moves a message to the poison queue after 5 dequeues
 TASK_STUCK_SECONDS = 900.0  # a pending task not done this long after its message is enqueued again
 TARGET_LEASE_SECONDS = 3600.0  # an active plan without progress this long no longer blocks its target
@@ -54,7 +54,7 @@ class GroupMessage:
     def parse(cls, body: bytes | str) -> GroupMessage:
         """Raises InvalidValue naming what is missing."""
         data = json_object(body)
-        values = {k: data.get(k) for k in ("plan_id", "group", "target")}
+        values: dict[str, Any] = {k: data.get(k) for k in ("plan_id", "group", "target")}  # checked below
         for key, value in values.items():
             if not isinstance(value, str) or not value:
                 raise InvalidValue(f"deploy task message: field '{key}' must be a non-empty string, got {value!r}")
@@ -106,13 +106,13 @@ def start_rollout(ctx: Context, target: str, *, plan_id: str, run_id: str = "", 
     as a failed plan with the planner's reason when ``record_refusal`` (event-driven rollouts:
     retrying the event cannot help); otherwise the error is raised (the HTTP API answers it).
     """
-    existing = ctx.ledger.get_plan(plan_id)
+    existing = ctx.ledger.plans.get(plan_id)
     if existing is not None:
         log.info("rollout %s already started (%s)", plan_id, existing.state)
         return Rollout(plan_id, target, "replayed")
-    if not ctx.ledger.claim_target(target, plan_id, stale_after=TARGET_LEASE_SECONDS):
+    if not ctx.ledger.targets.claim(target, plan_id, stale_after=TARGET_LEASE_SECONDS):
         queued = {"plan_id": plan_id, "run_id": run_id, "source": source, "reset": reset, "update": update}
-        active = ctx.ledger.queue_request(target, queued).active_plan
+        active = ctx.ledger.targets.queue_request(target, queued).active_plan
         log.info("rollout %s queued: plan %s is still active on %s", plan_id, active, target)
         return Rollout(plan_id, target, "queued")
     try:
@@ -121,8 +121,8 @@ def start_rollout(ctx: Context, target: str, *, plan_id: str, run_id: str = "", 
         if not (record_refusal and not e.retryable):
             _end_turn(ctx, target, plan_id, start_next=False)
             raise
-        ctx.ledger.create_plan(Plan(plan_id, target, PlanState.FAILED, created=utcnow(), run_id=run_id,
-                                    source=source, reason=e.message[:4000], reset=reset, update=update), [])
+        ctx.ledger.plans.create(Plan(plan_id, target, PlanState.FAILED, created=utcnow(), run_id=run_id,
+                                     source=source, reason=e.message[:4000], reset=reset, update=update), [])
         log.error("rollout %s on %s refused by the planner: %s", plan_id, target, e.message)
         _end_turn(ctx, target, plan_id)
         return Rollout(plan_id, target, str(PlanState.FAILED), reason=e.message)
@@ -134,7 +134,7 @@ def start_rollout(ctx: Context, target: str, *, plan_id: str, run_id: str = "", 
         work = [t for t in tasks if t.state == TaskState.PENDING and GroupAction(t.action) in _WORK]
         record = Plan(plan_id, target, PlanState.EXECUTING, created=utcnow(), run_id=run_id, source=source,
                       groups=len(tasks), to_execute=len(work), reset=reset, update=update)
-        created = ctx.ledger.create_plan(record, tasks)
+        created = ctx.ledger.plans.create(record, tasks)
     except Exception:
         _end_turn(ctx, target, plan_id, start_next=False)
         raise
@@ -145,7 +145,7 @@ def start_rollout(ctx: Context, target: str, *, plan_id: str, run_id: str = "", 
         _enqueue(ctx, task, target)
     if not work:
         maybe_finish(ctx, plan_id)
-    current = ctx.ledger.get_plan(plan_id)
+    current = ctx.ledger.plans.get(plan_id)
     return Rollout(plan_id, target, str(current.state) if current else "executing", the_plan)
 
 
@@ -157,14 +157,15 @@ def _task(plan_id: str, group: PlannedGroup) -> GroupTask:
 
 def _enqueue(ctx: Context, task: GroupTask, target: str) -> None:
     ctx.enqueue(GroupMessage(task.plan_id, task.group, target).to_dict())
-    ctx.ledger.update_task(task.plan_id, task.group, enqueued=utcnow())
+    ctx.ledger.plans.update_task(task.plan_id, task.group, enqueued=utcnow())
 
 
 def request_deployment(ctx: Context, request: DeployRequest) -> tuple[int, dict[str, Any]]:
     """``POST /api/deploy``: the plan (``dry_run``), or a rollout started (202) with its plan."""
     enabled = ctx.settings.enabled_targets
     if not enabled:
-        raise InvalidValue("no deployment target is enabled: set DEPLOY_LOCAL, DEPLOY_ACI or DEPLOY_AKS to true")
+        raise InvalidValue("no deployment target is enabled: set DEPLOY_LOCAL, DEPLOY_ACI, DEPLOY_MANAGED or "
+                           "DEPLOY_AKS to true")
     target = request.target or enabled[0]
     if target not in enabled:
         raise InvalidValue(f"field 'target' is {target!r} but that target is not enabled; enabled: "
@@ -182,8 +183,8 @@ def request_deployment(ctx: Context, request: DeployRequest) -> tuple[int, dict[
 
 def deploy_group(ctx: Context, message: GroupMessage, *, dequeue_count: int = 1) -> str:
     """``deploy_group``: execute one group of a plan (again, harmlessly, on a replay)."""
-    plan = ctx.ledger.get_plan(message.plan_id)
-    task = ctx.ledger.get_task(message.plan_id, message.group)
+    plan = ctx.ledger.plans.get(message.plan_id)
+    task = ctx.ledger.plans.get_task(message.plan_id, message.group)
     if plan is None or task is None:
         log.error("deploy task %s/%s is not in the ledger; acknowledged without action",
                   message.plan_id, message.group)
@@ -197,9 +198,9 @@ def deploy_group(ctx: Context, message: GroupMessage, *, dequeue_count: int = 1)
                                  force=plan.reset or plan.update)
         except Exception as e:
             return _group_failed(ctx, plan, task, e, dequeue_count=dequeue_count)
-        ctx.ledger.update_task(plan.plan_id, task.group, expect=[TaskState.PENDING], state=TaskState.DONE, error="",
-                               attempts=task.attempts + 1)
-        ctx.ledger.touch_target(plan.target, plan.plan_id)
+        ctx.ledger.plans.update_task(plan.plan_id, task.group, expect=[TaskState.PENDING], state=TaskState.DONE,
+                                     error="", attempts=task.attempts + 1)
+        ctx.ledger.targets.touch(plan.target, plan.plan_id)
         log.info("plan %s: group %s (%s, %d models) done", plan.plan_id, task.group, task.action, len(task.models))
     maybe_finish(ctx, plan.plan_id)
     return f"group {task.group} done"
@@ -209,12 +210,12 @@ def _group_failed(ctx: Context, plan: Plan, task: GroupTask, error: Exception, *
     message = error.message if isinstance(error, ManyModelsError) else f"{type(error).__name__}: {error}"
     permanent = isinstance(error, ManyModelsError) and not error.retryable  # shared/errors.py decides
     if not permanent and dequeue_count < MAX_ATTEMPTS:
-        ctx.ledger.update_task(plan.plan_id, task.group, attempts=task.attempts + 1, error=message[:4000])
+        ctx.ledger.plans.update_task(plan.plan_id, task.group, attempts=task.attempts + 1, error=message[:4000])
         log.warning("plan %s: group %s failed (attempt %d of %d), retried: %s", plan.plan_id, task.group,
                     dequeue_count, MAX_ATTEMPTS, message)
         raise error
-    ctx.ledger.update_task(plan.plan_id, task.group, expect=[TaskState.PENDING], state=TaskState.FAILED,
-                           attempts=task.attempts + 1, error=message[:4000])
+    ctx.ledger.plans.update_task(plan.plan_id, task.group, expect=[TaskState.PENDING], state=TaskState.FAILED,
+                                 attempts=task.attempts + 1, error=message[:4000])
     log.error("plan %s: group %s failed for good: %s", plan.plan_id, task.group, message)
     _fail(ctx, plan.plan_id, f"group {task.group} ({task.service}) failed: {message}")
     return f"group {task.group} failed"
@@ -230,10 +231,10 @@ def _group(task: GroupTask) -> PlannedGroup:
 
 def maybe_finish(ctx: Context, plan_id: str) -> bool:
     """Finish the plan if every group is done; True for the one caller that finished it."""
-    plan = ctx.ledger.get_plan(plan_id)
+    plan = ctx.ledger.plans.get(plan_id)
     if plan is None or plan.state != PlanState.EXECUTING:
         return False
-    tasks = ctx.ledger.list_tasks(plan_id)
+    tasks = ctx.ledger.plans.tasks(plan_id)
     work = [t for t in tasks if GroupAction(t.action) in _WORK]
     if any(t.state == TaskState.PENDING for t in work):
         return False
@@ -241,7 +242,7 @@ def maybe_finish(ctx: Context, plan_id: str) -> bool:
         _fail(ctx, plan_id, "a group failed: " + "; ".join(f"{t.group}: {t.error}" for t in work
                                                              if t.state == TaskState.FAILED)[:2000])
         return False
-    _, won = ctx.ledger.update_plan(plan_id, expect=[PlanState.EXECUTING], state=PlanState.FINISHING)
+    _, won = ctx.ledger.plans.update(plan_id, expect=[PlanState.EXECUTING], state=PlanState.FINISHING)
     if not won:
         return False
     the_plan = DeploymentPlan(tuple(_group(t) for t in tasks))
@@ -251,15 +252,15 @@ def maybe_finish(ctx: Context, plan_id: str) -> bool:
         if kept or deploy.router_endpoint(ctx.workspace, ctx.settings, plan.target) is not None:
             deploy.finish(ctx.workspace, ctx.settings, plan.target, the_plan, force=force)
     except Exception:
-        ctx.ledger.update_plan(plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
+        ctx.ledger.plans.update(plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
         raise
     _delete_emptied(ctx, plan, tasks)
     try:  # before DONE: a crash in between must not lose the event
         _record_completed(ctx, plan, tasks)
     except Exception:
-        ctx.ledger.update_plan(plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
+        ctx.ledger.plans.update(plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
         raise
-    ctx.ledger.update_plan(plan_id, expect=[PlanState.FINISHING], state=PlanState.DONE)
+    ctx.ledger.plans.update(plan_id, expect=[PlanState.FINISHING], state=PlanState.DONE)
     log.info("plan %s on %s done: router updated", plan_id, plan.target)
     _end_turn(ctx, plan.target, plan_id)
     outbox.drain_after(ctx, f"plan {plan_id}")
@@ -285,25 +286,25 @@ def _delete_emptied(ctx: Context, plan: Plan, tasks: list[GroupTask]) -> None:
             deploy.execute_group(ctx.workspace, ctx.settings, plan.target, _group(task))
         except Exception as e:
             log.warning("plan %s: could not delete emptied service %s: %s", plan.plan_id, task.service, e)
-            ctx.ledger.update_task(plan.plan_id, task.group, state=TaskState.FAILED, error=str(e)[:4000])
+            ctx.ledger.plans.update_task(plan.plan_id, task.group, state=TaskState.FAILED, error=str(e)[:4000])
             continue
-        ctx.ledger.update_task(plan.plan_id, task.group, state=TaskState.DONE)
+        ctx.ledger.plans.update_task(plan.plan_id, task.group, state=TaskState.DONE)
 
 
 def _fail(ctx: Context, plan_id: str, reason: str) -> None:
-    plan, won = ctx.ledger.update_plan(plan_id, expect=[PlanState.EXECUTING], state=PlanState.FAILED,
-                                       reason=reason[:4000])
+    plan, won = ctx.ledger.plans.update(plan_id, expect=[PlanState.EXECUTING], state=PlanState.FAILED,
+                                        reason=reason[:4000])
     if won and plan is not None:
         log.error("plan %s on %s failed: %s", plan_id, plan.target, reason)
         _end_turn(ctx, plan.target, plan_id)
 
 
 def _end_turn(ctx: Context, target: str, plan_id: str, *, start_next: bool = True) -> None:
-    queued = ctx.ledger.release_target(target, plan_id)
+    queued = ctx.ledger.targets.release(target, plan_id)
     if queued and start_next:
         _start_queued(ctx, target, queued)
     elif queued:
-        ctx.ledger.queue_request(target, queued)
+        ctx.ledger.targets.queue_request(target, queued)
 
 
 def _start_queued(ctx: Context, target: str, queued: Mapping[str, Any]) -> None:
@@ -314,7 +315,7 @@ def _start_queued(ctx: Context, target: str, queued: Mapping[str, Any]) -> None:
                       reset=bool(queued.get("reset")), update=bool(queued.get("update")))
     except Exception:
         log.exception("the queued rollout on %s could not start; reconcile retries it", target)
-        ctx.ledger.queue_request(target, queued)
+        ctx.ledger.targets.queue_request(target, queued)
 
 
 # --------------------------------------------------------------------------- reconcile
@@ -323,11 +324,11 @@ def _start_queued(ctx: Context, target: str, queued: Mapping[str, Any]) -> None:
 def reconcile_plans(ctx: Context) -> dict[str, int]:
     """Re-enqueue stuck tasks, finish plans whose finisher died, start rollouts left queued."""
     counts = {"reenqueued": 0, "finished": 0, "started": 0}
-    for plan in ctx.ledger.list_plans(state=PlanState.FINISHING):
+    for plan in ctx.ledger.plans.all(state=PlanState.FINISHING):
         if age_seconds(plan.updated) >= TASK_STUCK_SECONDS:
-            ctx.ledger.update_plan(plan.plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
-    for plan in ctx.ledger.list_plans(state=PlanState.EXECUTING):
-        pending = [t for t in ctx.ledger.list_tasks(plan.plan_id)
+            ctx.ledger.plans.update(plan.plan_id, expect=[PlanState.FINISHING], state=PlanState.EXECUTING)
+    for plan in ctx.ledger.plans.all(state=PlanState.EXECUTING):
+        pending = [t for t in ctx.ledger.plans.tasks(plan.plan_id)
                    if t.state == TaskState.PENDING and GroupAction(t.action) in _WORK]
         if not pending:
             counts["finished"] += int(maybe_finish(ctx, plan.plan_id))
@@ -338,10 +339,10 @@ def reconcile_plans(ctx: Context) -> dict[str, int]:
                             task.enqueued)
                 _enqueue(ctx, task, plan.target)
                 counts["reenqueued"] += 1
-    for target in ctx.ledger.list_targets():
+    for target in ctx.ledger.targets.all():
         if not target.queued:
             continue
-        active = ctx.ledger.get_plan(target.active_plan) if target.active_plan else None
+        active = ctx.ledger.plans.get(target.active_plan) if target.active_plan else None
         if target.active_plan and active is not None and active.state in (PlanState.EXECUTING, PlanState.FINISHING):
             continue
         _end_turn(ctx, target.target, target.active_plan)

@@ -15,7 +15,7 @@ later event or :func:`reconcile` acts on the completion with every model there.
 
 Out-of-order delivery: a training run submitted *before* a run that was already rolled out to a
 target is not rolled out there (its models would replace newer ones), see
-:meth:`shared.ledger.Ledger.supersedes`.
+:meth:`shared.ledger.rollouts.Targets.supersedes`.
 
 Azure ML raises no event for failed or cancelled runs in some cases, so :func:`reconcile` polls
 runs the ledger still holds as submitted.
@@ -77,7 +77,7 @@ def _act_on_status(ctx: Context, run: Run, *, claimed: str, reason: str = "") ->
         why = run.error or reason or f"the run ended {run.status}"
         return run_failed(ctx, run, RunState(str(run.status)), why)
     # Not final yet: remember the run so reconcile polls it, and act on a later event.
-    ctx.ledger.record_run(_entry(run))
+    ctx.ledger.runs.record(_entry(run))
     log.info("%s event for run %s, which the workspace still reads as %s: left to a later event or reconcile",
              claimed, run.run_id, run.status)
     return Deferred(f"deferred: the event says {claimed} but run {run.run_id} is still {run.status}")
@@ -93,7 +93,7 @@ def on_model_event(ctx: Context, event: ModelRegistered | ModelDeployed) -> str:
 def _our_run(ctx: Context, run_id: str, experiment: str, run_type: str | None, tags: Mapping[str, str]
              ) -> Run | None:
     ours = (ctx.settings.training_pipeline_name, ctx.settings.forecasting_pipeline_name)
-    known = ctx.ledger.get_run(run_id) is not None
+    known = ctx.ledger.runs.get(run_id) is not None
     if not known and "manymodels_kind" not in tags:
         if experiment not in ours:
             log.info("run %s of experiment %r ignored: not a manymodels pipeline", run_id, experiment)
@@ -121,8 +121,8 @@ def run_completed(ctx: Context, run: Run) -> str:
         predictions = str(run.outputs.get("predictions", ""))
         if predictions:  # the outbox row first: a crash before finish_run must not lose the event
             outbox.record(ctx, _forecasts_ready(ctx, run, predictions))
-        _, changed = ctx.ledger.finish_run(_entry(run), state=RunState.COMPLETED, predictions=predictions,
-                                           ended=run.ended or "")
+        _, changed = ctx.ledger.runs.finish(_entry(run), state=RunState.COMPLETED, predictions=predictions,
+                                            ended=run.ended or "")
         if changed:
             log.info("forecasting run %s completed: predictions at %s", run.run_id, predictions or "(none)")
         outbox.drain_after(ctx, f"run {run.run_id}")
@@ -131,11 +131,11 @@ def run_completed(ctx: Context, run: Run) -> str:
         namespace=ctx.settings.namespace, run_id=run.run_id, dataset_name=run.dataset_name,
         dataset_version=run.dataset_version, counts=run.counts, ended=run.ended,
         failures=[{"file": f.file, "series": f.series, "reason": f.reason} for f in run.failures]))
-    ctx.ledger.finish_run(_entry(run), state=RunState.COMPLETED, ended=run.ended or "")
+    ctx.ledger.runs.finish(_entry(run), state=RunState.COMPLETED, ended=run.ended or "")
     # Rollouts are idempotent per (target, run): a replay after a crash restarts what is missing.
     started = []
     for target in ctx.settings.enabled_targets:
-        if not ctx.ledger.supersedes(target, run_id=run.run_id, submitted=run.submitted):
+        if not ctx.ledger.targets.supersedes(target, run_id=run.run_id, submitted=run.submitted):
             log.warning("training run %s (submitted %s) completed after a newer run was rolled out to %s; "
                         "not rolled out there, so deployed models stay at their newer versions",
                         run.run_id, run.submitted, target)
@@ -152,7 +152,7 @@ def run_failed(ctx: Context, run: Run, state: RunState, reason: str) -> str:
     outbox.record(ctx, product_events.run_failed(namespace=ctx.settings.namespace, run_id=run.run_id,
                                                  kind=str(run.kind), state=str(state), reason=reason,
                                                  ended=run.ended))
-    _, changed = ctx.ledger.finish_run(_entry(run), state=state, reason=reason, ended=run.ended or "")
+    _, changed = ctx.ledger.runs.finish(_entry(run), state=state, reason=reason, ended=run.ended or "")
     if changed:
         log.error("%s run %s %s: %s", run.kind, run.run_id, state, reason)
     outbox.drain_after(ctx, f"run {run.run_id}")
@@ -166,14 +166,15 @@ def _forecasts_ready(ctx: Context, run: Run, predictions: str) -> product_events
     summary = None
     if local_file:
         try:
-            from shared.data.schema import DatasetSchema
+            from shared.data.schema import DatasetSchema  # pandas: the Function App needs it only here
 
             schema = DatasetSchema.load()
             ids, ts = schema.id_columns, schema.timestamp_column
         except Exception:  # no schema here: the window from the first column, no series count
             ids, ts = (), ""
         summary = product_events.summarize_predictions(local_file, id_columns=ids, timestamp_column=ts)
-    rows = summary.rows if summary else run.counts.get("predictions", run.counts.get("rows"))
+    counted = run.counts.get("predictions", run.counts.get("rows"))  # apart: mypy misreads it inside the ternary
+    rows = summary.rows if summary else counted
     return product_events.forecasts_ready(
         namespace=ctx.settings.namespace, run_id=run.run_id, dataset_name=run.dataset_name,
         dataset_version=run.dataset_version, predictions=predictions, rows=rows,
@@ -188,7 +189,11 @@ def reconcile(ctx: Context, *, poll_after: float | None = None) -> dict[str, int
     """``reconcile``: poll silent runs, then repair rollouts (re-enqueue stuck deploy tasks)."""
     wait = min(POLL_AFTER_SECONDS, ctx.settings.run_timeout_minutes * 60) if poll_after is None else poll_after
     counts = {"polled": 0, "completed": 0, "failed": 0}
-    for entry in ctx.ledger.list_runs(state=RunState.SUBMITTED):
+    try:  # runs whose executor is gone end now (the local runner's process; Azure ML does it itself)
+        ctx.workspace.runs.fail_lost()
+    except Exception:
+        log.exception("could not fail the lost runs; the next reconcile tries again")
+    for entry in ctx.ledger.runs.all(state=RunState.SUBMITTED):
         if age_seconds(entry.submitted) < wait:
             continue
         counts["polled"] += 1
@@ -199,7 +204,7 @@ def reconcile(ctx: Context, *, poll_after: float | None = None) -> dict[str, int
             outbox.record(ctx, product_events.run_failed(namespace=ctx.settings.namespace, run_id=entry.run_id,
                                                          kind=entry.kind, state=str(run_state), reason=reason,
                                                          ended=None))
-            ctx.ledger.finish_run(entry, state=run_state, reason=reason)
+            ctx.ledger.runs.finish(entry, state=run_state, reason=reason)
             counts["failed"] += 1
             continue
         except Exception:

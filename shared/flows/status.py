@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from shared.flows import outbox
+from shared.errors import Unavailable
+from shared.flows import deploy, outbox
 from shared.flows.context import Context
 from shared.ledger import records_as_dict
 
@@ -57,14 +58,16 @@ def _retention(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
     limits = {"ledger_hours": s.retention_ledger_hours, "model_versions": s.retention_model_versions,
               "run_days": s.retention_run_days}
-    return {"last": ctx.ledger.last_retention(), "limits": limits}
+    return {"last": ctx.ledger.retention.last(), "limits": limits}
 
 
 def _local_event_grid(ctx: Context) -> dict[str, Any]:
     """Pending deliveries and dead letters of the local host (on Azure they are in `deadletter`)."""
-    from shared.devhost.eventgrid import summary
-
-    return summary(ctx.settings.home)
+    grid = ctx.local_event_grid
+    if grid is None:
+        raise Unavailable("this process was given no local Event Grid (shared/flows/context.py): ask the local "
+                          "host (`GET /api/status`) or `manymodels status`")
+    return grid.summary()
 
 
 def _section(read: Callable[[], Any]) -> Any:
@@ -107,7 +110,7 @@ def _runs(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _model_types(counts: dict[str, Any]) -> dict[str, int]:
+def _model_types(counts: Mapping[str, Any]) -> dict[str, int]:
     """Series trained per model type (``model_type_<type>`` counts of scoring/train.py's rows)."""
     return {k.removeprefix("model_type_"): int(v) for k, v in counts.items() if k.startswith("model_type_")}
 
@@ -125,14 +128,12 @@ def _services(ctx: Context) -> list[dict[str, Any]]:
 
 
 def _routers(ctx: Context) -> dict[str, str | None]:
-    from shared.flows import deploy
-
     return {t: deploy.router_endpoint(ctx.workspace, ctx.settings, t) for t in ctx.settings.enabled_targets}
 
 
 def _batches(ctx: Context) -> list[dict[str, Any]]:
     out = []
-    for batch in ctx.ledger.list_batches()[:RECENT * 2]:
+    for batch in ctx.ledger.batches.all()[:RECENT * 2]:
         row = records_as_dict(batch)
         row.pop("token", None)
         out.append(row)
@@ -141,14 +142,14 @@ def _batches(ctx: Context) -> list[dict[str, Any]]:
 
 def _deployments(ctx: Context) -> dict[str, Any]:
     plans = []
-    for plan in ctx.ledger.list_plans()[:RECENT]:
-        tasks = ctx.ledger.list_tasks(plan.plan_id)
+    for plan in ctx.ledger.plans.all()[:RECENT]:
+        tasks = ctx.ledger.plans.tasks(plan.plan_id)
         row = records_as_dict(plan)
         row["tasks"] = dict(Counter(str(t.state) for t in tasks))
         row["failed_groups"] = [{"group": t.group, "service": t.service, "error": t.error}
                                 for t in tasks if t.state == "failed"]
         plans.append(row)
-    targets = [records_as_dict(t) for t in ctx.ledger.list_targets()]
+    targets = [records_as_dict(t) for t in ctx.ledger.targets.all()]
     return {"targets": targets, "plans": plans}
 
 

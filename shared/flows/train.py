@@ -43,9 +43,9 @@ def submit(ctx: Context, kind: PipelineKind, dataset_name: str, version: int | N
                 else ctx.settings.forecasting_pipeline_name)
     run = ctx.workspace.pipelines.submit(pipeline, dataset, parameters=parameters,
                                          tags={"manymodels_source": "http"})
-    ctx.ledger.record_run(RunEntry(run.run_id, str(run.kind), RunState.SUBMITTED, submitted=run.submitted,
-                                   dataset_name=dataset.name, dataset_version=dataset.version, source="http",
-                                   experiment=run.experiment))
+    ctx.ledger.runs.record(RunEntry(run.run_id, str(run.kind), RunState.SUBMITTED, submitted=run.submitted,
+                                    dataset_name=dataset.name, dataset_version=dataset.version, source="http",
+                                    experiment=run.experiment))
     log.info("%s run %s submitted by hand on %s v%d", kind, run.run_id, dataset.name, dataset.version)
     return {"run_id": run.run_id, "status": str(run.status), "kind": str(run.kind), "pipeline": pipeline,
             "dataset": {"name": dataset.name, "version": dataset.version}, "parameters": dict(run.parameters)}

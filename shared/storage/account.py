@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from azure.data.tables import TableServiceClient
@@ -17,6 +18,9 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from shared.errors import SettingsError
+
+if TYPE_CHECKING:  # for the annotations only: _default_credential imports it when first called
+    from azure.identity import DefaultAzureCredential
 
 # Azurite's documented, public development account (not a secret: it only opens the emulator).
 DEV_ACCOUNT = "devstoreaccount1"
@@ -35,7 +39,7 @@ def dev_connection_string(*, host: str = "127.0.0.1", blob_port: int = 10000, qu
 
 
 @functools.cache
-def _default_credential():
+def _default_credential() -> DefaultAzureCredential:
     """One credential per process: managed identity on Azure, developer login elsewhere."""
     from azure.identity import DefaultAzureCredential
 
@@ -70,7 +74,7 @@ class StorageAccount:
         return f"https://{account}.{service}.core.windows.net"
 
     @property
-    def _credential(self):
+    def _credential(self) -> DefaultAzureCredential:
         return _default_credential()
 
     def blob_service(self) -> BlobServiceClient:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient, ContentSettings
+from azure.storage.blob import BlobProperties, ContainerClient, ContentSettings
 
 from shared.errors import InvalidValue, NotFound
 from shared.paths import path_inside
@@ -30,7 +30,7 @@ class BlobInfo:
     last_modified: str  # ISO 8601
 
 
-def _info(container: str, props) -> BlobInfo:
+def _info(container: str, props: BlobProperties) -> BlobInfo:
     md5 = props.content_settings.content_md5 if props.content_settings else None
     return BlobInfo(
         container=container,
@@ -59,8 +59,10 @@ class BlobStore:
         except HttpResponseError as e:
             # only this answer is about the name; 403 (a missing role), 503 (throttling) and the rest
             # are translated by status, so their retryability is kept
-            if e.status_code == 400 and (e.error_code or "") in ("InvalidResourceName", "OutOfRangeInput", ""):
-                raise InvalidValue(f"container {self.container!r} could not be created ({e.error_code or e.reason}): "
+            # error_code is set by azure-storage's error handler, not declared on HttpResponseError
+            code = str(getattr(e, "error_code", "") or "")
+            if e.status_code == 400 and code in ("InvalidResourceName", "OutOfRangeInput", ""):
+                raise InvalidValue(f"container {self.container!r} could not be created ({code or e.reason}): "
                                    "container names are 3-63 lower-case letters, digits and single dashes") from e
             raise storage_error(e, f"create container {self.container!r}") from e
         except AzureError as e:  # no answer at all (ServiceRequestError) and the like

@@ -44,6 +44,15 @@ _HINT: dict[type[ManyModelsError], str] = {
 }
 
 
+def error_type_for_status(status: int, error_code: str = "") -> type[ManyModelsError]:
+    """The product error type for an Azure service's HTTP answer ``status`` (0 when unknown) and its
+    ``error_code``; shared by every adapter that sees azure-core errors (shared/workspace/amlv2/sdk_errors.py)."""
+    kind = _BY_STATUS.get(status) or (Unavailable if status >= 500 or not status else InvalidValue)
+    if kind is Conflict and str(error_code or "").endswith("AlreadyExists"):
+        kind = AlreadyExists
+    return kind
+
+
 def storage_error(error: Exception, action: str) -> ManyModelsError:
     """The product error for a storage SDK error raised while doing ``action`` ("create container x")."""
     if isinstance(error, ManyModelsError):
@@ -53,9 +62,7 @@ def storage_error(error: Exception, action: str) -> ManyModelsError:
                            "running? Start it with `manymodels storage start`")
     if isinstance(error, HttpResponseError):
         status = error.status_code or 0
-        kind = _BY_STATUS.get(status) or (Unavailable if status >= 500 or not status else InvalidValue)
-        if kind is Conflict and str(getattr(error, "error_code", "") or "").endswith("AlreadyExists"):
-            kind = AlreadyExists
+        kind = error_type_for_status(status, str(getattr(error, "error_code", "") or ""))
         code = getattr(error, "error_code", None) or getattr(error, "reason", None) or ""
         hint = _HINT.get(kind)
         return kind(f"could not {action}: storage answered {status} {code}".rstrip()

@@ -19,6 +19,7 @@ Conventions for every adapter:
 from __future__ import annotations
 
 import abc
+import builtins  # builtins.list: in a class body after `def list`, a bare `list[...]` names the method
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -177,6 +178,8 @@ class ServiceConfig:
     auth_enabled: bool = True
     environment: Mapping[str, str] = field(default_factory=dict)  # non-secret variables
     tags: Mapping[str, str] = field(default_factory=dict)
+    instance_type: str = ""  # SDK v2 online deployments: the VM size (managed) or instance type (Kubernetes)
+    instance_count: int = 1  # SDK v2 online deployments: instances behind the endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,9 +294,16 @@ class RunStore(abc.ABC):
     def wait(self, run_id: str, *, timeout: float) -> Run:
         """Block until the run is final. Raises OperationTimeout."""
 
+    def fail_lost(self) -> builtins.list[Run]:
+        """Fail the unfinished runs whose executor is gone and publish their end (``RunStatusChanged``
+        Failed), as Azure ML does for a lost node; returns them. ``get`` and ``list`` never do it (a
+        read never writes): the reconcile flow calls this (shared/flows/runs.py). Azure ML fails such
+        runs itself, so by default there is nothing to do."""
+        return []
+
     supports_delete: bool = False  # whether :meth:`delete_runs` removes anything on this backend
 
-    def delete_runs(self, run_ids: Sequence[str]) -> list[str]:
+    def delete_runs(self, run_ids: Sequence[str]) -> builtins.list[str]:
         """Delete finished runs with their files (retention, shared/flows/retention.py); returns the
         ids deleted. A run that is not final, or no longer exists, is skipped (idempotent).
 
@@ -331,7 +341,8 @@ class ModelRegistry(abc.ABC):
 
     supports_delete: bool = False  # whether :meth:`delete_versions` removes anything on this backend
 
-    def delete_versions(self, versions: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    def delete_versions(self, versions: Sequence[tuple[str, int]]) -> builtins.list[tuple[str, int]]:
+
         """Delete model versions (record and artifacts); returns the (name, version) pairs deleted.
         A version that does not exist is skipped (idempotent); the local registry also skips a
         name's latest version (it numbers from the highest). Callers decide what may go

@@ -94,3 +94,14 @@ def plan_version(name: str, files: Sequence[DatasetFile], *, datastore: str, mod
         return None
     return NewVersion(files=files, fingerprint=digest,
                       changed=changed_names(latest.files if latest is not None else None, files))
+
+
+def changed_files(version: DatasetVersion) -> list[DatasetFile]:
+    """The files ``TRAINING_MODE=changed`` trains on ``version``; refused when there are none (a
+    version that only dropped files), on every backend, at submit rather than as an empty run."""
+    changed = set(version.changed)
+    files = [f for f in version.files if f.name in changed]
+    if not files:
+        raise InvalidValue(f"dataset {version.name!r} version {version.version} changed no file, so "
+                           "TRAINING_MODE=changed has nothing to train: submit with mode 'all' to retrain all")
+    return files

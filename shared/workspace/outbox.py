@@ -45,4 +45,9 @@ def pending(folder: Path) -> list[Path]:
 
 
 def read(path: Path) -> list[dict[str, Any]]:
-    return json.loads(path.read_text())
+    """The events in an outbox file; raises ValueError when it is not a JSON list of objects (the host
+    moves such a file aside, shared/devhost/outboxes.py)."""
+    events = json.loads(path.read_text())
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ValueError(f"{path.name}: expected a JSON list of event objects")
+    return events

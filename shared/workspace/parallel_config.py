@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # untyped: mypy.ini types it as Any
 
 from shared.errors import InvalidValue
 from shared.paths import REPO_ROOT
@@ -128,7 +128,7 @@ def _fail(source: str, name: str, value: Any, allowed: str) -> InvalidValue:
 
 def _whole(lo: int, allowed: str) -> Callable[[Any, str, str], int]:
     def check(value: Any, name: str, source: str) -> int:
-        number = value
+        number: object = value
         if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
             number = int(value)  # the SDK accepts "5" as well as 5
         if isinstance(number, bool) or not isinstance(number, int) or number < lo:

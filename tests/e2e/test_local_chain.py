@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from shared.devhost.forecasts import SeriesFiles, ask_router, request_record
 from shared.settings import Settings
 from shared.storage.account import StorageAccount
 from shared.storage.blobs import BlobStore
+from tests.support.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -200,14 +200,12 @@ def _kill_service(settings: Settings, name: str) -> None:
 
 
 def _wait_dead(pid: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended() -> bool:
         try:
             os.kill(pid, 0)
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                return
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
         except (ProcessLookupError, FileNotFoundError):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"process {pid} did not end")
+            return True
+
+    wait_until(ended, timeout=timeout, interval=0.1, what=f"process {pid} to end")
 

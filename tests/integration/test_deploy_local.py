@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +19,7 @@ from shared.grouping import GroupAction
 from shared.workspace.base import ServiceState
 from shared.workspace.local import service_process
 from shared.workspace.local.workspace import LocalWorkspace
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 STORES = [1, 2, 3, 4, 5, 6, 7]
@@ -40,9 +41,9 @@ def local(settings, tmp_path) -> Iterator[tuple[LocalWorkspace, object]]:
         ws.services.delete_all()
         ws.close()
         assert not [pid for pid in pids if service_process.is_alive(pid)]
-        deadline = time.monotonic() + 10  # a worker may outlive its master by a moment
-        while (left := service_pids(ws.home)) and time.monotonic() < deadline:  # recorded or not
-            time.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # a worker may outlive its master by a moment; recorded or not
+            wait_until(lambda: not service_pids(ws.home), timeout=10, interval=0.1, what="no service process left")
+        left = service_pids(ws.home)
         kill_services_of(ws.home)
         assert not left, f"service processes left running: {sorted(left)}"
 
@@ -142,13 +143,10 @@ def test_a_group_killed_under_load_fails_only_its_records_and_the_router_keeps_a
     for t in callers:
         t.start()
     try:
-        deadline = time.monotonic() + 30
-        while len(answers) < 8 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(answers) >= 8, timeout=30, interval=0.05, what="8 answers before the kill")
         kill_group(group_1.pid)  # in the middle of calls
         killed_at = len(answers)
-        while len(answers) < killed_at + 12 and time.monotonic() < deadline + 30:
-            time.sleep(0.05)
+        wait_until(lambda: len(answers) >= killed_at + 12, timeout=60, interval=0.05, what="12 answers after the kill")
     finally:
         stop.set()
         for t in callers:

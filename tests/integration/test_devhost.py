@@ -34,6 +34,7 @@ from shared.settings import Settings
 from shared.storage.account import StorageAccount
 from shared.storage.blobs import BlobStore
 from shared.workspace.outbox import FolderEventSink, outbox_dir
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -134,13 +135,7 @@ def records(log: Path, fn: str | None = None) -> list[dict[str, Any]]:
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return wait_until(check, timeout=timeout, interval=0.1, what=what)
 
 
 def event(event_type: str, subject: str, **data: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pytest
 
 from shared import cli, product_events
 from shared.devhost.eventgrid import LocalEventGrid
+from shared.devhost.grid_access import HomeEventGrid
 from shared.devhost.topics import PublishEndpoint, ensure_topic, read_events, subscriptions_of
 from shared.flows import outbox
 from shared.flows.context import Context
@@ -64,7 +65,7 @@ def failed(run_id: str) -> product_events.ProductEvent:
 def test_local_events_reach_the_topic_and_tail_prints_them(storage_settings, topic_server, capsys) -> None:
     access = ensure_topic(storage_settings.home, outbox.LOCAL_TOPIC, host_url=topic_server)
     local = storage_settings.replace(events_topic_endpoint="local")
-    assert outbox.topic_access(local)[1] == access.key  # `local` reads the topic's key from the home
+    assert outbox.topic_access(local, HomeEventGrid.of(local))[1] == access.key  # `local`: the home's topic key
     ctx = Context(storage_settings.replace(events_topic_endpoint=access.endpoint, events_topic_key=access.key))
     events = [failed("run-a"), failed("run-b")]
     for event in events:

@@ -4,12 +4,12 @@ recorded (RecordingPipelines) instead of run: these tests are about what the app
 
 from __future__ import annotations
 
-import time
+import datetime as dt
+import functools
 from collections.abc import Iterator
 
 import pytest
 from test_flows_support import (
-    RecordingPipelines,
     app_functions,
     blob_created,
     cloud_event,
@@ -26,6 +26,7 @@ from shared.ledger import BatchState
 from shared.settings import Settings
 from shared.storage.blobs import BlobStore
 from shared.workspace.base import DatasetMode, PipelineKind
+from tests.support.fakes import RecordingPipelines
 
 pytestmark = pytest.mark.integration
 FILES = [("Store1000_dominicks.csv", b"WeekStarting,Store\n1990-06-14,1000\n"),
@@ -47,7 +48,7 @@ def ctx(storage_settings: Settings) -> Iterator[Context]:
 @pytest.fixture
 def pipelines(ctx: Context) -> RecordingPipelines:
     recording = RecordingPipelines(ctx.workspace)
-    ctx.workspace.__dict__["pipelines"] = recording
+    ctx.workspace.pipelines = recording
     return recording
 
 
@@ -59,15 +60,18 @@ def deliver(functions, ctx: Context, infos, *, cloud: bool = False) -> None:
             functions["on_landing_event"](event_grid_event(blob_created(info)))
 
 
-def test_quiet_batch_closes_after_data_quiet_seconds(functions, ctx: Context, pipelines) -> None:
-    ctx.settings = ctx.settings.replace(data_quiet_seconds=1)
+def test_quiet_batch_closes_after_data_quiet_seconds(functions, ctx: Context, pipelines, monkeypatch) -> None:
+    ctx.settings = ctx.settings.replace(data_quiet_seconds=60)
     infos = upload_batch(ctx, BatchKind.TRAIN, "quiet", FILES, manifest=False)
     deliver(functions, ctx, infos, cloud=True)  # CloudEvents schema this time
-    assert ctx.ledger.get_batch("train", "quiet").state == BatchState.OPEN
-    time.sleep(1.2)
+    functions["close_quiet_batches"](timer())  # now: not quiet for 60 s yet
+    assert ctx.ledger.batches.get("train", "quiet").state == BatchState.OPEN
+    # the timer a minute later: the flow's clock is injected (its now=) instead of sleeping
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=61)
+    monkeypatch.setattr(ingest, "close_quiet_batches", functools.partial(ingest.close_quiet_batches, now=later))
     for _ in range(2):
         functions["close_quiet_batches"](timer())
-    batch = ctx.ledger.get_batch("train", "quiet")
+    batch = ctx.ledger.batches.get("train", "quiet")
     assert batch.state == BatchState.CLOSED and batch.file_count == 3
     assert len(pipelines.submitted) == 1 and pipelines.submitted[0].parameters == {"mode": "changed"}
     dataset = ctx.workspace.datasets.get("train")
@@ -82,7 +86,7 @@ def test_manifest_problems_are_recorded_and_good_files_still_register(functions,
               ManifestFile("Store1003_gone.csv", 10)]  # missing
     infos = upload_batch(ctx, BatchKind.INFERENCE, "b1", FILES, listed=listed)
     deliver(functions, ctx, infos)
-    batch = ctx.ledger.get_batch("inference", "b1")
+    batch = ctx.ledger.batches.get("inference", "b1")
     assert batch.state == BatchState.CLOSED and batch.file_count == 1
     problems = " | ".join(batch.problems)
     assert "999" in problems and "Store1003_gone.csv" in problems and FILES[2][0] in problems
@@ -95,7 +99,7 @@ def test_a_bad_manifest_fails_the_batch_with_its_reason(functions, ctx: Context,
     store = BlobStore(ctx.storage, ctx.settings.landing_container)
     infos.append(store.upload_bytes("train/wrongkind/_manifest.json", b'{"kind": "inference"}'))
     deliver(functions, ctx, infos * 2)
-    batch = ctx.ledger.get_batch("train", "wrongkind")
+    batch = ctx.ledger.batches.get("train", "wrongkind")
     assert batch.state == BatchState.FAILED and "'kind'" in batch.reason
     assert pipelines.submitted == [] and ctx.workspace.datasets.list() == []
 
@@ -109,7 +113,7 @@ def test_late_blobs_and_replays_never_start_a_second_run(functions, ctx: Context
     functions["close_quiet_batches"](timer())
     assert len(pipelines.submitted) == 1
     assert "late.csv" not in {f.name for f in ctx.workspace.datasets.get("train").files}
-    assert ctx.ledger.get_batch("train", "b2").state == BatchState.CLOSED
+    assert ctx.ledger.batches.get("train", "b2").state == BatchState.CLOSED
 
 
 def test_partial_mode_from_the_manifest(functions, ctx: Context, pipelines) -> None:
@@ -134,7 +138,7 @@ def test_malformed_and_refused_events_change_nothing(functions, ctx: Context, pi
     with caplog.at_level("WARNING"):
         for payload in bad:
             functions["on_landing_event"](event_grid_event(payload))  # acknowledged: no exception
-    assert ctx.ledger.list_batches() == [] and pipelines.submitted == []
+    assert ctx.ledger.batches.all() == [] and pipelines.submitted == []
     logged = caplog.text
     assert "field 'data' expected an object" in logged and "field 'subject'" in logged
     assert "control characters" in logged and "outside the landing layout" in logged
@@ -142,16 +146,17 @@ def test_malformed_and_refused_events_change_nothing(functions, ctx: Context, pi
 
 def test_a_closer_that_crashed_is_taken_over_without_a_second_run(ctx: Context, pipelines, monkeypatch) -> None:
     upload_batch(ctx, BatchKind.TRAIN, "crash", FILES, manifest=False)
-    claimed = ctx.ledger.claim_batch("train", "crash", token="dead", manifest=False, stale_after=300)
+    claimed = ctx.ledger.batches.claim("train", "crash", token="dead", manifest=False, stale_after=300)
     # The dead closer got as far as registering and submitting, not as far as recording the run.
     files, _ = ingest.select_files({i.name.split("/", 2)[2]: i for i in BlobStore(
         ctx.storage, ctx.settings.landing_container).list("train/crash/")}, None, prefix="train/crash/")
     dataset = ctx.workspace.datasets.register("train", files, datastore="azureblob://x")
-    ctx.ledger.update_batch("train", "crash", token="dead", dataset_name="train", dataset_version=dataset.version)
+    ctx.ledger.batches.record_dataset("train", "crash", token="dead", dataset_name="train",
+                                      dataset_version=dataset.version, file_count=len(files), problems=[])
     pipelines.submit("manymodels-training", dataset, tags={ingest.BATCH_TAG: claimed.key})
     monkeypatch.setattr(ingest, "CLOSING_LEASE_SECONDS", 0.0)
     ingest.close_quiet_batches(ctx)
-    batch = ctx.ledger.get_batch("train", "crash")
+    batch = ctx.ledger.batches.get("train", "crash")
     assert batch.state == BatchState.CLOSED and batch.run_id == pipelines.submitted[0].run_id
     assert len(pipelines.submitted) == 1
 
@@ -194,12 +199,12 @@ def test_a_quiet_partial_upload_waits_for_its_manifest(functions, ctx: Context, 
     deliver(functions, ctx, _blob_events(ctx, result.prefix))
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ctx.settings.data_quiet_seconds + 60)
     assert ingest.close_quiet_batches(ctx, now=later) == []
-    assert ctx.ledger.get_batch("train", "slow").state == BatchState.OPEN
+    assert ctx.ledger.batches.get("train", "slow").state == BatchState.OPEN
     assert len(pipelines.submitted) == 1
 
     store = BlobStore(ctx.storage, ctx.settings.landing_container)
     deliver(functions, ctx, [store.upload_bytes(result.manifest, held)])  # the manifest lands at last
-    batch = ctx.ledger.get_batch("train", "slow")
+    batch = ctx.ledger.batches.get("train", "slow")
     assert batch.state == BatchState.CLOSED and batch.manifest and batch.file_count == 1
     dataset = ctx.workspace.datasets.get("train")
     assert dataset.mode == DatasetMode.PARTIAL and dataset.changed == (FILES[0][0],)
@@ -217,7 +222,7 @@ def test_an_upload_that_never_writes_its_manifest_fails_with_the_reason(function
     deliver(functions, ctx, _blob_events(ctx, result.prefix))
     much_later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ingest.UPLOAD_ABANDONED_SECONDS + 60)
     ingest.close_quiet_batches(ctx, now=much_later)
-    batch = ctx.ledger.get_batch("train", "dead")
+    batch = ctx.ledger.batches.get("train", "dead")
     assert batch.state == BatchState.FAILED and "_manifest.json" in batch.reason and "dead" in batch.reason
     assert pipelines.submitted == [] and ctx.workspace.datasets.list() == []
 
@@ -241,5 +246,5 @@ def test_two_uploads_in_the_same_second_get_their_own_batches(functions, ctx: Co
         manifest = Manifest.parse(store.download_bytes(result.manifest))
         assert [f.name for f in manifest.files] == [name]
         deliver(functions, ctx, _blob_events(ctx, result.prefix))
-        assert ctx.ledger.get_batch("train", result.batch).file_count == 1
+        assert ctx.ledger.batches.get("train", result.batch).file_count == 1
     assert len(pipelines.submitted) == 2

@@ -17,7 +17,18 @@ from shared.errors import NotFound
 from shared.flows import retention
 from shared.flows.context import Context
 from shared.flows.status import collect_status
-from shared.ledger import BatchFile, BatchState, GroupTask, Plan, PlanState, RunEntry, RunState, TaskState, utcnow
+from shared.ledger import (
+    BatchFile,
+    BatchState,
+    GroupTask,
+    Plan,
+    PlanState,
+    RunEntry,
+    RunState,
+    TaskState,
+    timestamp,
+    utcnow,
+)
 from shared.settings import Settings
 from shared.workspace.base import NewModel, PipelineKind, RunStatus, ServiceConfig, ServiceKind
 
@@ -37,10 +48,10 @@ def versions(ctx: Context, name: str) -> list[int]:
 
 def closed_batch(ctx: Context, batch: str) -> None:
     ledger = ctx.ledger
-    ledger.record_file("train", batch, BatchFile("a.csv", f"train/{batch}/a.csv", "0x1", 10))
+    ledger.batches.record_file("train", batch, BatchFile("a.csv", f"train/{batch}/a.csv", "0x1", 10))
     token = uuid.uuid4().hex
-    ledger.claim_batch("train", batch, token=token, manifest=True, stale_after=300)
-    ledger.update_batch("train", batch, token=token, state=BatchState.CLOSED, closed=utcnow())
+    ledger.batches.claim("train", batch, token=token, manifest=True, stale_after=300)
+    ledger.batches.close("train", batch, token=token, run_id=f"run-{batch}")
 
 
 def test_old_items_go_protected_ones_stay_and_a_second_pass_removes_nothing(ctx: Context, tmp_path: Path):
@@ -54,18 +65,18 @@ def test_old_items_go_protected_ones_stay_and_a_second_pass_removes_nothing(ctx:
         ws.models.register_many([NewModel(name="other_team_model", path=str(foreign), tags={"team": "x"})])
     deployed = ws.models.get("lr_a_1", 1)
     ws.services.deploy("manymodels-g-1", [deployed], ServiceConfig(ServiceKind.LOCAL, "scoring/model_webservice.py"))
-    ledger.create_plan(Plan("local-busy", "local", PlanState.EXECUTING, created=utcnow()),
-                       [GroupTask("local-busy", "g-2", "manymodels-g-2", "update", (("lr_b_2", 2),),
+    ledger.plans.create(Plan("local-busy", "local", PlanState.EXECUTING, created=utcnow()),
+                        [GroupTask("local-busy", "g-2", "manymodels-g-2", "update", (("lr_b_2", 2),),
                                   TaskState.PENDING)])
-    ledger.create_plan(Plan("local-old", "local", PlanState.DONE, created=utcnow()),
-                       [GroupTask("local-old", "g-2", "manymodels-g-2", "deploy", (("lr_b_2", 1),),
+    ledger.plans.create(Plan("local-old", "local", PlanState.DONE, created=utcnow()),
+                        [GroupTask("local-old", "g-2", "manymodels-g-2", "deploy", (("lr_b_2", 1),),
                                   TaskState.DONE)])
-    ledger.mark_processed("event-1", event_type="BlobCreated", outcome="recorded")
-    ledger.record_file("train", "still-open", BatchFile("a.csv", "train/still-open/a.csv", "0x1", 10))
+    ledger.events.mark_processed("event-1", event_type="BlobCreated", outcome="recorded")
+    ledger.batches.record_file("train", "still-open", BatchFile("a.csv", "train/still-open/a.csv", "0x1", 10))
     closed_batch(ctx, "done")
     finished = make_run(ws, PipelineKind.TRAINING, status=RunStatus.COMPLETED)
     awaited = make_run(ws, PipelineKind.TRAINING, status=RunStatus.COMPLETED)  # its event not handled yet
-    ledger.record_run(RunEntry(awaited.run_id, "training", RunState.SUBMITTED, submitted=awaited.submitted))
+    ledger.runs.record(RunEntry(awaited.run_id, "training", RunState.SUBMITTED, submitted=awaited.submitted))
     running = make_run(ws, PipelineKind.FORECASTING, status=RunStatus.RUNNING)
     for run in (finished, awaited, running):
         (ws.runs_dir / run.run_id / "logs").mkdir(parents=True)
@@ -75,7 +86,7 @@ def test_old_items_go_protected_ones_stay_and_a_second_pass_removes_nothing(ctx:
     today = retention.apply(ctx)
     assert (today.event_ids, today.batch_file_rows, today.runs) == (0, 0, 0)
     assert today.model_versions == 4 and today.kept_deployed == 1 and today.kept_planned == 1
-    assert ledger.is_processed("event-1") and len(ledger.batch_files("train", "done")) == 1
+    assert ledger.events.is_processed("event-1") and len(ledger.batches.files("train", "done")) == 1
 
     later = retention.apply(ctx, now=dt.datetime.now(dt.UTC) + LATER)
 
@@ -84,9 +95,10 @@ def test_old_items_go_protected_ones_stay_and_a_second_pass_removes_nothing(ctx:
     assert ws.models.get("lr_a_1").version == 6
     assert versions(ctx, "other_team_model") == [1, 2, 3, 4, 5]
     assert old_paths[1].is_dir() and not old_paths[2].exists() and not old_paths[3].exists()
-    assert not ledger.is_processed("event-1")
-    assert ledger.batch_files("train", "done") == [] and ledger.get_batch("train", "done").state == BatchState.CLOSED
-    assert len(ledger.batch_files("train", "still-open")) == 1
+    assert not ledger.events.is_processed("event-1")
+    assert ledger.batches.files("train", "done") == []
+    assert ledger.batches.get("train", "done").state == BatchState.CLOSED
+    assert len(ledger.batches.files("train", "still-open")) == 1
     with pytest.raises(NotFound):
         ws.runs.get(finished.run_id)
     assert not (ws.runs_dir / finished.run_id).exists()
@@ -109,7 +121,7 @@ def test_old_items_go_protected_ones_stay_and_a_second_pass_removes_nothing(ctx:
 def test_no_model_version_goes_while_a_rollout_is_being_planned(ctx: Context, tmp_path: Path):
     for i in range(5):
         register_models(ctx.workspace, ["lr_a_1"], tmp_path / str(i), run_id=f"r{i}")
-    assert ctx.ledger.claim_target("local", "local-planning", stale_after=3600)  # plan row not written yet
+    assert ctx.ledger.targets.claim("local", "local-planning", stale_after=3600)  # plan row not written yet
 
     summary = retention.apply(ctx)
 
@@ -137,38 +149,38 @@ def test_the_reconcile_timer_applies_retention_at_most_hourly(ctx: Context, tmp_
     for i in range(5):
         register_models(ctx.workspace, ["lr_a_1"], tmp_path / str(i), run_id=f"r{i}")
     functions["reconcile"](timer())
-    first = ctx.ledger.last_retention()
+    first = ctx.ledger.retention.last()
     assert first is not None and first["model_versions"] == 2 and versions(ctx, "lr_a_1") == [3, 4, 5]
 
     register_models(ctx.workspace, ["lr_a_1"], tmp_path / "6", run_id="r6")
     functions["reconcile"](timer())  # within the hour: no pass
-    assert ctx.ledger.last_retention() == first and versions(ctx, "lr_a_1") == [3, 4, 5, 6]
+    assert ctx.ledger.retention.last() == first and versions(ctx, "lr_a_1") == [3, 4, 5, 6]
     assert retention.apply_if_due(ctx) is None
     due = retention.apply_if_due(ctx, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=1))
     assert due is not None and due.model_versions == 1 and versions(ctx, "lr_a_1") == [4, 5, 6]
 
 
 def _future(hours: float = 49) -> str:
-    return retention._iso(dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours))
+    return timestamp(dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours))
 
 
 def _event_count(ctx: Context) -> int:
-    return len(list(ctx.ledger._query("event")))
+    return len(list(ctx.ledger.table.query("event")))
 
 
 def test_ledger_prunes_in_chunks_and_two_pruners_at_once_delete_each_row_once(ctx: Context):
     ledger = ctx.ledger
     for i in range(250):
-        ledger.mark_processed(f"e-{i}", event_type="BlobCreated", outcome="ok")
-    assert ledger.prune_events(before=_future(), limit=120) == 120  # a pass removes at most its limit
+        ledger.events.mark_processed(f"e-{i}", event_type="BlobCreated", outcome="ok")
+    assert ledger.events.prune(before=_future(), limit=120) == 120  # a pass removes at most its limit
     assert _event_count(ctx) == 130
-    assert ledger.prune_events(before=retention._iso(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)),
+    assert ledger.events.prune(before=timestamp(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)),
                                limit=1000) == 0  # nothing is that old
     errors: list[BaseException] = []
 
     def prune() -> None:
         try:
-            ledger.prune_events(before=_future(), limit=1000)
+            ledger.events.prune(before=_future(), limit=1000)
         except BaseException as e:  # surfaced below
             errors.append(e)
 
@@ -181,36 +193,36 @@ def test_ledger_prunes_in_chunks_and_two_pruners_at_once_delete_each_row_once(ct
         t.join(timeout=60)
     assert errors == [] and _event_count(ctx) == 0
     # a transaction with a row another pruner already deleted fails as a whole: row by row then
-    ledger.mark_processed("e-last", event_type="BlobCreated", outcome="ok")
+    ledger.events.mark_processed("e-last", event_type="BlobCreated", outcome="ok")
     rows = [{"PartitionKey": "event", "RowKey": "e-gone"}, {"PartitionKey": "event", "RowKey": "e-last"}]
-    assert ledger._delete_rows(rows) == 2 and not ledger.is_processed("e-last")
+    assert ledger.table.delete_rows(rows) == 2 and not ledger.events.is_processed("e-last")
 
 
 def test_ledger_prunes_finished_plans_and_ended_runs_only(ctx: Context):
     ledger = ctx.ledger
 
     def plan(plan_id: str, state: PlanState, tasks: int = 2) -> None:
-        ledger.create_plan(Plan(plan_id, "local", state, created=utcnow()),
-                           [GroupTask(plan_id, f"g-{i}", f"svc-{i}", "deploy", (("lr_a_1", 1),), TaskState.DONE)
+        ledger.plans.create(Plan(plan_id, "local", state, created=utcnow()),
+                            [GroupTask(plan_id, f"g-{i}", f"svc-{i}", "deploy", (("lr_a_1", 1),), TaskState.DONE)
                             for i in range(tasks)])
 
     plan("p-done", PlanState.DONE)
     plan("p-failed", PlanState.FAILED)
     plan("p-executing", PlanState.EXECUTING)
     plan("p-active", PlanState.DONE)
-    assert ledger.claim_target("local", "p-active", stale_after=3600)  # a target still names it
+    assert ledger.targets.claim("local", "p-active", stale_after=3600)  # a target still names it
     plan("p-newest", PlanState.DONE)
-    ledger.record_run(RunEntry("run-submitted", "training", RunState.SUBMITTED, submitted=utcnow()))
-    ledger.record_run(RunEntry("run-done", "training", RunState.SUBMITTED, submitted=utcnow()))
-    ledger.finish_run(ledger.get_run("run-done"), state=RunState.COMPLETED)
+    ledger.runs.record(RunEntry("run-submitted", "training", RunState.SUBMITTED, submitted=utcnow()))
+    ledger.runs.record(RunEntry("run-done", "training", RunState.SUBMITTED, submitted=utcnow()))
+    ledger.runs.finish(ledger.runs.get("run-done"), state=RunState.COMPLETED)
 
-    assert ledger.prune_plans(before=_future(), keep=1, limit=100) == 2
-    assert {p.plan_id for p in ledger.list_plans()} == {"p-executing", "p-active", "p-newest"}
-    assert ledger.list_tasks("p-done") == [] and len(ledger.list_tasks("p-executing")) == 2
-    assert ledger.prune_runs(before=_future(), limit=100) == 1
-    assert ledger.get_run("run-done") is None and ledger.get_run("run-submitted") is not None
-    assert ledger.prune_plans(before=_future(), keep=1, limit=100) == 0  # idempotent
-    assert ledger.prune_runs(before=_future(), limit=100) == 0
+    assert ledger.plans.prune(before=_future(), keep=1, limit=100) == 2
+    assert {p.plan_id for p in ledger.plans.all()} == {"p-executing", "p-active", "p-newest"}
+    assert ledger.plans.tasks("p-done") == [] and len(ledger.plans.tasks("p-executing")) == 2
+    assert ledger.runs.prune(before=_future(), limit=100) == 1
+    assert ledger.runs.get("run-done") is None and ledger.runs.get("run-submitted") is not None
+    assert ledger.plans.prune(before=_future(), keep=1, limit=100) == 0  # idempotent
+    assert ledger.runs.prune(before=_future(), limit=100) == 0
 
 
 def test_the_newest_data_version_stays_when_late_runs_registered_higher_numbers(ctx: Context, tmp_path: Path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from test_flows_support import (
-    FakeServices,
     app_functions,
     drain_queue,
     event_grid_event,
@@ -25,6 +24,7 @@ from shared.ledger import PlanState, RunEntry, RunState, TaskState
 from shared.settings import Settings
 from shared.workspace.base import PipelineKind, RunStatus
 from shared.workspace.local.events import run_completed, run_failed
+from tests.support.fakes import FakeServices
 
 pytestmark = pytest.mark.integration
 NAMES = ("lr_a_1000", "lr_b_1001", "lr_c_1002")
@@ -77,19 +77,19 @@ def test_older_run_completing_after_a_newer_one_does_not_roll_back(functions, ct
     drain_queue(ctx, functions["deploy_group"])
 
     assert deployed_versions(ctx) == dict.fromkeys(NAMES, 1)
-    assert [p.run_id for p in ctx.ledger.list_plans()] == [newer.run_id]
-    assert ctx.ledger.get_run(older.run_id).state == RunState.COMPLETED
+    assert [p.run_id for p in ctx.ledger.plans.all()] == [newer.run_id]
+    assert ctx.ledger.runs.get(older.run_id).state == RunState.COMPLETED
 
 
 def test_failed_run_is_recorded_with_its_reason(functions, ctx: Context) -> None:
     run = make_run(ctx.workspace, PipelineKind.TRAINING, status=RunStatus.FAILED,
                    error="mini-batch 3 failed: out of memory")
-    ctx.ledger.record_run(RunEntry(run.run_id, "training", RunState.SUBMITTED, submitted=run.submitted))
+    ctx.ledger.runs.record(RunEntry(run.run_id, "training", RunState.SUBMITTED, submitted=run.submitted))
     for _ in range(2):
         functions["on_aml_event"](event_grid_event(run_failed(run)))
-    entry = ctx.ledger.get_run(run.run_id)
+    entry = ctx.ledger.runs.get(run.run_id)
     assert entry.state == RunState.FAILED and "out of memory" in entry.reason
-    assert ctx.ledger.list_plans() == []
+    assert ctx.ledger.plans.all() == []
 
 
 def test_runs_of_other_experiments_are_ignored(functions, ctx: Context) -> None:
@@ -99,25 +99,25 @@ def test_runs_of_other_experiments_are_ignored(functions, ctx: Context) -> None:
              "data": {"experimentId": "0fa9", "experimentName": "automl-local-regression", "runId": "AutoML_1",
                       "runType": None, "runTags": {}, "runProperties": {}}}
     functions["on_aml_event"](event_grid_event(other))
-    assert ctx.ledger.list_runs() == [] and ctx.ledger.list_plans() == []
+    assert ctx.ledger.runs.all() == [] and ctx.ledger.plans.all() == []
 
 
 def test_forecasting_run_records_its_predictions(functions, ctx: Context) -> None:
     run = make_run(ctx.workspace, PipelineKind.FORECASTING, status=RunStatus.COMPLETED,
                    outputs={"predictions": "predictions/forecasts_20261127_abc.csv"})
     functions["on_aml_event"](event_grid_event(run_completed(run)))
-    entry = ctx.ledger.get_run(run.run_id)
+    entry = ctx.ledger.runs.get(run.run_id)
     assert entry.state == RunState.COMPLETED and entry.predictions == "predictions/forecasts_20261127_abc.csv"
-    assert ctx.ledger.list_plans() == []
+    assert ctx.ledger.plans.all() == []
 
 
 def test_a_rollout_asked_for_during_another_waits_its_turn(functions, ctx: Context, tmp_path) -> None:
     first = complete_training(functions, ctx, tmp_path)
     second = complete_training(functions, ctx, tmp_path)  # while the first plan's groups are still queued
-    assert [p.run_id for p in ctx.ledger.list_plans()] == [first.run_id]
-    assert ctx.ledger.get_target("local").queued["run_id"] == second.run_id
+    assert [p.run_id for p in ctx.ledger.plans.all()] == [first.run_id]
+    assert ctx.ledger.targets.get("local").queued["run_id"] == second.run_id
     drain_queue(ctx, functions["deploy_group"])  # first plan done -> the second starts -> done
-    states = {p.run_id: p.state for p in ctx.ledger.list_plans()}
+    states = {p.run_id: p.state for p in ctx.ledger.plans.all()}
     assert states == {first.run_id: PlanState.DONE, second.run_id: PlanState.DONE}
     assert deployed_versions(ctx) == dict.fromkeys(NAMES, 2)
 
@@ -129,19 +129,19 @@ def test_reconcile_polls_silent_runs_and_reenqueues_stuck_tasks(functions, ctx: 
     register_models(ctx.workspace, NAMES, tmp_path, run_id=done.run_id)
     ctx.workspace.runs.update(done.run_id, status=RunStatus.COMPLETED)
     for run in (failed, done):
-        ctx.ledger.record_run(RunEntry(run.run_id, "training", RunState.SUBMITTED, submitted="2026-01-01T00:00:00Z"))
+        ctx.ledger.runs.record(RunEntry(run.run_id, "training", RunState.SUBMITTED, submitted="2026-01-01T00:00:00Z"))
     ctx.deploy_queue.create_queue()
     functions["reconcile"](timer())  # no events ever came: polled
-    assert ctx.ledger.get_run(failed.run_id).state == RunState.FAILED
-    assert "preempted" in ctx.ledger.get_run(failed.run_id).reason
-    plan = ctx.ledger.get_plan(f"local-{done.run_id}")
+    assert ctx.ledger.runs.get(failed.run_id).state == RunState.FAILED
+    assert "preempted" in ctx.ledger.runs.get(failed.run_id).reason
+    plan = ctx.ledger.plans.get(f"local-{done.run_id}")
     assert plan is not None and plan.state == PlanState.EXECUTING
 
     ctx.deploy_queue.clear_messages()  # the messages were lost
     monkeypatch.setattr(rollout, "TASK_STUCK_SECONDS", 0.0)
     functions["reconcile"](timer())
     drain_queue(ctx, functions["deploy_group"])
-    assert ctx.ledger.get_plan(plan.plan_id).state == PlanState.DONE
+    assert ctx.ledger.plans.get(plan.plan_id).state == PlanState.DONE
 
 
 def test_group_failures_retry_then_fail_the_plan(functions, ctx: Context, tmp_path, monkeypatch) -> None:
@@ -153,15 +153,15 @@ def test_group_failures_retry_then_fail_the_plan(functions, ctx: Context, tmp_pa
     monkeypatch.setattr(services, "deploy", broken)
     run = complete_training(functions, ctx, tmp_path)
     plan_id = f"local-{run.run_id}"
-    task = ctx.ledger.list_tasks(plan_id)[0]
+    task = ctx.ledger.plans.tasks(plan_id)[0]
     message = rollout.GroupMessage(plan_id, task.group, "local")
     with pytest.raises(RuntimeError):
         rollout.deploy_group(ctx, message, dequeue_count=1)  # the queue retries it
-    assert ctx.ledger.get_task(plan_id, task.group).state == TaskState.PENDING
+    assert ctx.ledger.plans.get_task(plan_id, task.group).state == TaskState.PENDING
     assert rollout.deploy_group(ctx, message, dequeue_count=rollout.MAX_ATTEMPTS).endswith("failed")
-    plan = ctx.ledger.get_plan(plan_id)
+    plan = ctx.ledger.plans.get(plan_id)
     assert plan.state == PlanState.FAILED and "container registry unavailable" in plan.reason
-    assert ctx.ledger.get_target("local").active_plan == ""  # the target is free for the next rollout
+    assert ctx.ledger.targets.get("local").active_plan == ""  # the target is free for the next rollout
 
 
 def test_http_deploy_dry_run_then_unchanged_plan_finishes_at_once(functions, ctx: Context, tmp_path) -> None:
@@ -179,17 +179,16 @@ def test_http_deploy_dry_run_then_unchanged_plan_finishes_at_once(functions, ctx
     assert answer.status_code == 202
     started = json.loads(answer.get_body())
     assert started["state"] == "done" and started["groups"]
-    assert ctx.ledger.get_plan(started["plan_id"]).state == PlanState.DONE
+    assert ctx.ledger.plans.get(started["plan_id"]).state == PlanState.DONE
     assert len(services.calls) == calls  # nothing redeployed, the router left as it was
 
 
 def test_http_train_and_forecast_submit_on_the_latest_dataset(functions, ctx: Context) -> None:
-    from test_flows_support import RecordingPipelines
-
     from shared.workspace.base import DatasetFile
+    from tests.support.fakes import RecordingPipelines
 
     pipelines = RecordingPipelines(ctx.workspace)
-    ctx.workspace.__dict__["pipelines"] = pipelines
+    ctx.workspace.pipelines = pipelines
     missing = functions["train"](http_request("POST", "train", {}))
     assert missing.status_code == 404 and "train" in json.loads(missing.get_body())["error"]
 
@@ -199,11 +198,11 @@ def test_http_train_and_forecast_submit_on_the_latest_dataset(functions, ctx: Co
     trained = functions["train"](http_request("POST", "train", {"mode": "all"}))
     assert trained.status_code == 202
     answer = json.loads(trained.get_body())
-    assert answer["parameters"] == {"mode": "all"} and answer["dataset"]["version"] == 1
+    assert answer["parameters"]["mode"] == "all" and answer["dataset"]["version"] == 1
     forecast = functions["forecast"](http_request("POST", "forecast", {"dataset_version": 1}))
     assert forecast.status_code == 202
     assert [r.kind for r in pipelines.submitted] == [PipelineKind.TRAINING, PipelineKind.FORECASTING]
-    assert {r.source for r in ctx.ledger.list_runs()} == {"http"}
+    assert {r.source for r in ctx.ledger.runs.all()} == {"http"}
 
 
 def test_a_plan_the_planner_refuses_is_recorded_not_retried(functions, ctx: Context, tmp_path, monkeypatch) -> None:
@@ -215,9 +214,9 @@ def test_a_plan_the_planner_refuses_is_recorded_not_retried(functions, ctx: Cont
 
     monkeypatch.setattr(deploy, "plan", refuse)
     run = complete_training(functions, ctx, tmp_path)  # acknowledged: no exception
-    plan = ctx.ledger.get_plan(f"local-{run.run_id}")
+    plan = ctx.ledger.plans.get(f"local-{run.run_id}")
     assert plan.state == PlanState.FAILED and "RESET_DEPLOYMENT" in plan.reason
-    assert ctx.ledger.get_target("local").active_plan == ""
+    assert ctx.ledger.targets.get("local").active_plan == ""
     answer = functions["deploy"](http_request("POST", "deploy", {}))
     assert answer.status_code == 400 and "RESET_DEPLOYMENT" in json.loads(answer.get_body())["error"]
 
@@ -229,32 +228,32 @@ def test_an_early_run_completed_leaves_the_rollout_to_the_real_completion(functi
     register_models(ctx.workspace, NAMES[:1], tmp_path, run_id=run.run_id)  # only part of its models so far
     early = run_completed(run)
     assert functions["on_aml_event"](event_grid_event(early)) is None
-    entry = ctx.ledger.get_run(run.run_id)
+    entry = ctx.ledger.runs.get(run.run_id)
     assert entry is not None and entry.state == RunState.SUBMITTED  # reconcile polls it later
-    assert ctx.ledger.list_plans() == []
-    assert not ctx.ledger.is_processed(early["id"])  # a redelivery of the same event is handled again
+    assert ctx.ledger.plans.all() == []
+    assert not ctx.ledger.events.is_processed(early["id"])  # a redelivery of the same event is handled again
 
     register_models(ctx.workspace, NAMES[1:], tmp_path, run_id=run.run_id)
     run = ctx.workspace.runs.update(run.run_id, status=RunStatus.COMPLETED)
     functions["on_aml_event"](event_grid_event(early))  # the redelivery, now that the run is done
     drain_queue(ctx, functions["deploy_group"])
     assert deployed_versions(ctx) == dict.fromkeys(NAMES, 1)
-    assert ctx.ledger.get_run(run.run_id).state == RunState.COMPLETED
-    assert ctx.ledger.is_processed(early["id"])
+    assert ctx.ledger.runs.get(run.run_id).state == RunState.COMPLETED
+    assert ctx.ledger.events.is_processed(early["id"])
 
 
 def test_reconcile_completes_a_run_whose_only_event_came_early(functions, ctx: Context, tmp_path) -> None:
     run = make_run(ctx.workspace, PipelineKind.TRAINING, status=RunStatus.RUNNING,
                    submitted="2026-01-01T00:00:00+00:00")
     functions["on_aml_event"](event_grid_event(run_completed(run)))
-    assert ctx.ledger.get_run(run.run_id).state == RunState.SUBMITTED
+    assert ctx.ledger.runs.get(run.run_id).state == RunState.SUBMITTED
     register_models(ctx.workspace, NAMES, tmp_path, run_id=run.run_id)
     ctx.workspace.runs.update(run.run_id, status=RunStatus.COMPLETED)
     ctx.deploy_queue.create_queue()
     functions["reconcile"](timer())  # no later event: the timer finds it completed
     drain_queue(ctx, functions["deploy_group"])
     assert deployed_versions(ctx) == dict.fromkeys(NAMES, 1)
-    assert ctx.ledger.get_run(run.run_id).state == RunState.COMPLETED
+    assert ctx.ledger.runs.get(run.run_id).state == RunState.COMPLETED
 
 
 def test_a_completed_event_for_a_run_the_workspace_reads_as_failed_records_the_failure(functions, ctx: Context,
@@ -262,9 +261,9 @@ def test_a_completed_event_for_a_run_the_workspace_reads_as_failed_records_the_f
     run = make_run(ctx.workspace, PipelineKind.TRAINING, status=RunStatus.FAILED, error="step train failed")
     register_models(ctx.workspace, NAMES[:1], tmp_path, run_id=run.run_id)
     functions["on_aml_event"](event_grid_event(run_completed(run)))
-    entry = ctx.ledger.get_run(run.run_id)
+    entry = ctx.ledger.runs.get(run.run_id)
     assert entry.state == RunState.FAILED and "step train failed" in entry.reason
-    assert ctx.ledger.list_plans() == []
+    assert ctx.ledger.plans.all() == []
 
 
 def test_the_next_rollout_after_a_late_old_run_keeps_the_newest_data_models(functions, ctx: Context,

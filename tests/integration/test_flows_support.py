@@ -1,10 +1,11 @@
 """Helpers of the Function App integration tests (imported by test_function_app*.py and
 test_flows_*.py): the app's functions, a context on Azurite + the local workspace, binding
-objects built by hand, and an in-memory service store.
+objects built by hand, and the in-memory stores of tests/support/fakes.py.
 
-The service store is the one fake: the tests here are about events, the ledger and the rollout
-protocol, so scoring services are recorded instead of started (the deployment issue's tests run
-real ones). Everything else is real: Azurite, the local workspace, the local pipeline runner.
+Scoring services are recorded instead of started (the tests here are about events, the ledger
+and the rollout protocol; the deployment issue's tests run real ones), and submitted runs are
+recorded without a runner unless ``real_runner``. Both fakes run through the workspace contract
+suite (tests/unit/workspace_contract/). Everything else is real: Azurite, the local workspace.
 """
 
 from __future__ import annotations
@@ -26,19 +27,10 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 from shared.data.manifest import BatchKind, Manifest, ManifestFile
-from shared.errors import NotFound
 from shared.flows.context import Context, reset_context, set_context
 from shared.settings import Settings
 from shared.storage.blobs import BlobInfo, BlobStore
-from shared.workspace.base import (
-    ModelRecord,
-    Service,
-    ServiceConfig,
-    ServiceKeys,
-    ServiceKind,
-    ServiceState,
-    ServiceStore,
-)
+from tests.support.fakes import FakeServices, RecordingPipelines, install_fakes  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,42 +51,6 @@ def app_functions() -> dict[str, Any]:
     return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
 
 
-class FakeServices(ServiceStore):
-    """In-memory :class:`ServiceStore` that counts what it was asked to do."""
-
-    def __init__(self) -> None:
-        self.services: dict[str, Service] = {}
-        self.calls: list[tuple[str, str]] = []
-
-    def list(self, *, kind: ServiceKind | None = None) -> list[Service]:
-        return [s for s in self.services.values() if kind is None or s.kind == kind]
-
-    def get(self, name: str) -> Service:
-        if name not in self.services:
-            raise NotFound(f"service {name} does not exist")
-        return self.services[name]
-
-    def _put(self, verb: str, name: str, models: Sequence[ModelRecord], config: ServiceConfig) -> Service:
-        self.calls.append((verb, name))
-        service = Service(name, config.kind, ServiceState.HEALTHY, f"http://127.0.0.1:9/{name}/score",
-                          tuple(f"{m.name}:{m.version}" for m in models))
-        self.services[name] = service
-        return service
-
-    def deploy(self, name, models, config, *, timeout: float = 600) -> Service:
-        return self._put("deploy", name, models, config)
-
-    def update(self, name, models, config, *, timeout: float = 600) -> Service:
-        return self._put("update", name, models, config)
-
-    def delete(self, name: str) -> None:
-        self.calls.append(("delete", name))
-        self.services.pop(name, None)
-
-    def get_keys(self, name: str) -> ServiceKeys:
-        return ServiceKeys(primary=f"key-of-{name}")
-
-
 @contextlib.contextmanager
 def open_context(storage_settings: Settings, *, real_services: bool = False,
                  real_runner: bool = False) -> Iterator[Context]:
@@ -104,11 +60,8 @@ def open_context(storage_settings: Settings, *, real_services: bool = False,
     set for every function of the process while it is open."""
     from shared.workspace.local.workspace import LocalWorkspace
 
-    workspace = LocalWorkspace(storage_settings)
-    if not real_services:
-        workspace.__dict__["services"] = FakeServices()
-    if not real_runner:
-        workspace.__dict__["pipelines"] = RecordingPipelines(workspace)
+    workspace = install_fakes(LocalWorkspace(storage_settings), services=not real_services,
+                              pipelines=not real_runner)
     context = Context(storage_settings, workspace=workspace)
     BlobStore(context.storage, storage_settings.landing_container).ensure_container()
     set_context(context)
@@ -121,7 +74,8 @@ def open_context(storage_settings: Settings, *, real_services: bool = False,
             for target in storage_settings.enabled_targets:  # stops every service process it started
                 deploy.delete_all(workspace, storage_settings, target)
         for run in workspace.runs.list():  # never leave a runner process behind
-            if not run.status.is_final and "run_dir" in run.outputs:  # started by the real runner
+            # (RecordingPipelines records runs like the runner would, but starts none)
+            if real_runner and not run.status.is_final and "run_dir" in run.outputs:
                 workspace.runs.wait(run.run_id, timeout=180)
         reset_context()
         workspace.close()
@@ -219,28 +173,6 @@ def drain_queue(ctx: Context, deploy_group, *, deliveries: int = 1) -> int:
 
 
 # --------------------------------------------------------------------------- runs without a runner
-
-
-class RecordingPipelines:
-    """Submits by recording a queued run (no runner process): for tests about what the app
-    submits, not about training. Same signature as ``PipelineStore.submit``."""
-
-    def __init__(self, workspace) -> None:
-        self.workspace = workspace
-        self.submitted: list[Any] = []
-
-    def submit(self, name, dataset, *, parameters=None, tags=None):
-        from shared.workspace.base import PipelineKind
-
-        kind = PipelineKind.TRAINING if "train" in name else PipelineKind.FORECASTING
-        run = make_run(self.workspace, kind, dataset_name=dataset.name, dataset_version=dataset.version,
-                       parameters=dict(parameters or {}), tags=dict(tags or {}), pipeline=name)
-        self.submitted.append(run)
-        return run
-
-    def notice_dead_runner(self, run):
-        """Runs recorded here have no runner process: the test moves them on."""
-        return run
 
 
 def make_run(workspace, kind, *, submitted: str | None = None, status=None, dataset_name: str = "train",

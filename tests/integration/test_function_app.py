@@ -70,9 +70,9 @@ def test_batch_to_router_with_duplicated_shuffled_events(functions, ctx: Context
     assert sorted(f.name for f in datasets[0].files) == sorted(n.name.split("/")[-1] for n in infos[:-1])
     runs = ctx.workspace.runs.list()
     assert len(runs) == 1 and runs[0].parameters["mode"] == ctx.settings.training_mode
-    batch = ctx.ledger.get_batch("train", "b1")
+    batch = ctx.ledger.batches.get("train", "b1")
     assert batch.state == BatchState.CLOSED and batch.run_id == runs[0].run_id and batch.dataset_version == 1
-    assert ctx.ledger.get_run(runs[0].run_id).state == RunState.SUBMITTED
+    assert ctx.ledger.runs.get(runs[0].run_id).state == RunState.SUBMITTED
 
     run = ctx.workspace.runs.wait(runs[0].run_id, timeout=180)
     assert run.status == RunStatus.COMPLETED, run.error
@@ -83,15 +83,15 @@ def test_batch_to_router_with_duplicated_shuffled_events(functions, ctx: Context
     for payload in aml:
         functions["on_aml_event"](event_grid_event(payload))
 
-    plans = ctx.ledger.list_plans()
+    plans = ctx.ledger.plans.all()
     assert [p.plan_id for p in plans] == [f"local-{run.run_id}"]
-    assert ctx.ledger.get_run(run.run_id).state == RunState.COMPLETED
+    assert ctx.ledger.runs.get(run.run_id).state == RunState.COMPLETED
     messages = drain_queue(ctx, functions["deploy_group"], deliveries=2)
     assert messages == plans[0].to_execute >= 1
 
-    plan = ctx.ledger.get_plan(plans[0].plan_id)
+    plan = ctx.ledger.plans.get(plans[0].plan_id)
     assert plan.state == PlanState.DONE, plan.reason
-    assert {t.state for t in ctx.ledger.list_tasks(plan.plan_id)} <= {TaskState.DONE, TaskState.SKIPPED}
+    assert {t.state for t in ctx.ledger.plans.tasks(plan.plan_id)} <= {TaskState.DONE, TaskState.SKIPPED}
     state_models = ctx.workspace.models.list(latest=False, tags={"ModelType": "_meta_"})
     assert len(state_models) == 1  # finished exactly once: one deployment-state version
     services = {s.name: s for s in ctx.workspace.services.list()}
@@ -127,4 +127,4 @@ def test_concurrent_manifest_deliveries_start_one_run(functions, ctx: Context) -
         t.join(timeout=120)
     assert len(ctx.workspace.runs.list()) == 1
     assert len(ctx.workspace.datasets.list("train")) == 1
-    assert ctx.ledger.get_batch("train", "b2").state == BatchState.CLOSED
+    assert ctx.ledger.batches.get("train", "b2").state == BatchState.CLOSED

@@ -4,10 +4,10 @@ local host (shared/devhost) serving function_app.py, which must keep answering w
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +23,7 @@ from shared.devhost.eventgrid import summary as eventgrid_summary
 from shared.devhost.host import HostOptions, LocalHost
 from shared.flows.context import Context, reset_context
 from shared.settings import Settings
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -54,12 +55,12 @@ def test_unusual_blob_names_are_recorded_verbatim_or_refused_never_fail(ctx: Con
     functions = app_functions()
     for name in ACCEPTED + REFUSED:
         functions["on_landing_event"](event_grid_event(landing_event(ctx, f"train/b1/{name}")))
-    recorded = {f.name for f in ctx.ledger.batch_files("train", "b1")}
+    recorded = {f.name for f in ctx.ledger.batches.files("train", "b1")}
     assert recorded == set(ACCEPTED)
-    assert [(f.name, f.path) for f in ctx.ledger.batch_files("train", "b1") if f.path != f"train/b1/{f.name}"] == []
+    assert [(f.name, f.path) for f in ctx.ledger.batches.files("train", "b1") if f.path != f"train/b1/{f.name}"] == []
     long_batch = "b" * 600
     functions["on_landing_event"](event_grid_event(landing_event(ctx, f"train/{long_batch}/x.csv")))
-    assert all(b.batch != long_batch for b in ctx.ledger.list_batches())
+    assert all(b.batch != long_batch for b in ctx.ledger.batches.all())
 
 
 def test_event_data_that_cannot_be_read_is_acknowledged(ctx: Context) -> None:
@@ -76,7 +77,7 @@ def test_event_data_that_cannot_be_read_is_acknowledged(ctx: Context) -> None:
     functions["on_aml_event"](func.EventGridEvent(
         id="x" * 2000, data={}, topic="t", subject="experiments/e/runs/r",
         event_type="Microsoft.MachineLearningServices.RunCompleted", event_time=None, data_version=""))
-    assert ctx.ledger.batch_files("train", "b2") == []
+    assert ctx.ledger.batches.files("train", "b2") == []
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def real_host(storage_settings: Settings) -> Iterator[LocalHost]:
 def test_the_real_host_survives_a_barrage_and_keeps_answering(real_host: LocalHost,
                                                               storage_settings: Settings) -> None:
     keys = host_keys.load_or_create(storage_settings.home)
-    base, thread, pid = real_host.url, real_host.server._thread, os.getpid()
+    base, thread, pid = real_host.url, real_host.server.serving_thread, os.getpid()
     hook = f"{base}/runtime/webhooks/eventgrid"
     hook_params = {"functionName": "on_landing_event", "code": keys.eventgrid}
     notify = {"aeg-event-type": "Notification", "Content-Type": "application/json"}
@@ -133,7 +134,7 @@ def test_the_real_host_survives_a_barrage_and_keeps_answering(real_host: LocalHo
     assert requests.get(f"{base}/admin/host/ping", timeout=10).status_code == 200
     health = requests.get(f"{base}/api/health", headers=fn, timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    assert real_host.server._thread is thread and thread.is_alive() and os.getpid() == pid  # no restart
+    assert real_host.server.serving_thread is thread and thread.is_alive() and os.getpid() == pid  # no restart
 
 
 def test_uploaded_blobs_with_unusual_names_reach_the_ledger_through_the_real_host(real_host: LocalHost,
@@ -148,12 +149,13 @@ def test_uploaded_blobs_with_unusual_names_reach_the_ledger_through_the_real_hos
     for name in names:
         store.upload_bytes(f"train/bu/{name}", b"a,b\n1,2\n")
     ledger = ctx.ledger
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        recorded = {f.name for f in ledger.batch_files("train", "bu")}
-        if recorded >= set(names[:-1]) and real_host.grid.pending() == 0:  # every delivery finished
-            break
-        time.sleep(0.3)
+    def recorded_names() -> set[str]:
+        return {f.name for f in ledger.batches.files("train", "bu")}
+
+    with contextlib.suppress(AssertionError):  # the assertion below names what is missing
+        wait_until(lambda: recorded_names() >= set(names[:-1]) and real_host.grid.pending() == 0,
+                   timeout=60, interval=0.1, what="every delivery to finish")  # every delivery finished
+    recorded = recorded_names()
     assert recorded == set(names[:-1])  # the 904-character one is refused with a logged reason
     assert eventgrid_summary(storage_settings.home)["deadlettered"] == 0  # every delivery was acknowledged
     ctx.close()

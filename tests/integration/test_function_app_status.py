@@ -32,7 +32,7 @@ def seed(ctx: Context) -> None:
     run = make_run(ctx.workspace, PipelineKind.TRAINING)
     ctx.workspace.runs.update(run.run_id, status=RunStatus.COMPLETED,
                               failures=(SeriesFailure("Store9_x.csv", "9_x", "too few rows: 3 < 12"),))
-    ctx.ledger.record_file("train", "b", BatchFile("a.csv", "train/b/a.csv", "e1", 3))
+    ctx.ledger.batches.record_file("train", "b", BatchFile("a.csv", "train/b/a.csv", "e1", 3))
 
 
 def test_http_status_and_cli_status(ctx: Context, capsys) -> None:

@@ -27,6 +27,7 @@ from shared.workspace.local.datasets import files_from_folder, folder_datastore
 from shared.workspace.local.pipelines import PID_FILE
 from shared.workspace.local.workspace import LocalWorkspace
 from shared.workspace.outbox import outbox_dir, pending, read
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -365,7 +366,7 @@ def test_a_stopped_runner_marks_its_run_failed(workspace, tmp_path) -> None:
     assert [e["data"]["runStatus"] for e in _events(ws, run.run_id)] == ["Failed"]
 
 
-def test_a_run_whose_runner_died_reads_as_failed(workspace, tmp_path) -> None:
+def test_a_run_whose_runner_died_is_failed_by_fail_lost_not_by_a_read(workspace, tmp_path) -> None:
     ws = workspace
     script = _stand_in(tmp_path, "        time.sleep(600)\n")
     pipeline = _publish_stand_in(ws, script, run_invocation_timeout=900, process_count_per_node=1)
@@ -377,17 +378,19 @@ def test_a_run_whose_runner_died_reads_as_failed(workspace, tmp_path) -> None:
     pid = int((ws.home / "runs" / run.run_id / PID_FILE).read_text())
     os.killpg(pid, signal.SIGKILL)  # no chance to clean up: reading the run must notice
     _wait_for(lambda: ws.pipelines.runner_alive(run.run_id) is False)
-    final = ws.runs.get(run.run_id)
+    assert ws.runs.get(run.run_id).status == RunStatus.RUNNING  # a read never writes
+    assert not [e for path in pending(outbox_dir(ws.home, "workspace")) for e in read(path)
+                if e["data"].get("runId") == run.run_id]
 
+    assert [r.run_id for r in ws.runs.fail_lost()] == [run.run_id]  # what the reconcile flow calls
+    final = ws.runs.get(run.run_id)
     assert final.status == RunStatus.FAILED and "runner process ended" in final.error
+    assert ws.runs.fail_lost() == []  # once
     assert [e["data"]["runStatus"] for e in _events(ws, run.run_id)] == ["Failed"]
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
+    wait_until(condition, timeout=timeout, interval=0.1, what="the run's processes to get there")
 
 
 # --------------------------------------------------------------------------- worker processes killed

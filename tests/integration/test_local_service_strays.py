@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from shared.processes import free_port, port_open, start_ticks
 from shared.workspace.base import ServiceConfig, ServiceKind, ServiceState
 from shared.workspace.local import service_process
 from shared.workspace.local.workspace import LocalWorkspace
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +53,8 @@ proc.start(entry_script=Path(sys.argv[2]), model_dir=folder / "models", port=int
 """
 
 
-def wait_until(condition, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def settled(condition: Callable[[], object], timeout: float = 30) -> bool:
+    return bool(wait_until(condition, timeout=timeout, interval=0.05, what="the service processes to settle"))
 
 
 def _argument(args: list[str], flag: str) -> str:
@@ -77,7 +73,7 @@ def _homes_clean(*homes: Path) -> None:
     left = {pid: args for home in homes for pid, args in service_pids(home).items()}
     for home in homes:
         kill_services_of(home)
-    assert wait_until(lambda: not any(service_pids(h) for h in homes), 15)
+    assert settled(lambda: not any(service_pids(h) for h in homes), 15)
     assert not left, f"service processes left running: {sorted(left)}"
 
 
@@ -112,7 +108,7 @@ def test_a_starter_killed_in_a_rolling_update_leaves_no_stale_server_on_the_port
     job.write_bytes(pickle.dumps(("svc-k", second, slow)))
     starter = subprocess.Popen([sys.executable, "-c", UPDATE, str(job)], cwd=REPO, env=os.environ.copy())
     try:
-        assert wait_until(lambda: set(service_pids(ws.home)) - {first.pid}, 60), "the update started no process"
+        assert settled(lambda: set(service_pids(ws.home)) - {first.pid}, 60), "the update started no process"
         time.sleep(0.5)  # well past recording it: the kill lands while the starter waits for its health
         starter.kill()
     finally:
@@ -121,7 +117,7 @@ def test_a_starter_killed_in_a_rolling_update_leaves_no_stale_server_on_the_port
     strays = {pid: args for pid, args in service_pids(ws.home).items() if pid != first.pid}
     assert strays  # the interrupted start's process runs on: only a record can tell it is there
     # as bad as it gets: the stray finished its init() and takes its share of the port's connections
-    assert wait_until(lambda: all(_answers_health(a) or not service_pids(ws.home).get(p) for p, a in strays.items()))
+    assert settled(lambda: all(_answers_health(a) or not service_pids(ws.home).get(p) for p, a in strays.items()))
     assert ws.services.get("svc-k").state == ServiceState.HEALTHY
     assert ws.services.process_info("svc-k") == first
 
@@ -129,12 +125,12 @@ def test_a_starter_killed_in_a_rolling_update_leaves_no_stale_server_on_the_port
     ws.services.update("svc-k", third, config, timeout=60)
     now = ws.services.process_info("svc-k")
     assert now.port == first.port
-    assert wait_until(lambda: set(service_pids(ws.home)) <= {now.pid} | _workers_of(ws.home, now.pid))
+    assert settled(lambda: set(service_pids(ws.home)) <= {now.pid} | _workers_of(ws.home, now.pid))
     uri = ws.services.get("svc-k").scoring_uri
     assert {score(uri, [record(1)])[0]["forecast"]["values"][0] for _ in range(30)} == {3}  # never version 2
 
     ws.services.stop_all()
-    assert wait_until(lambda: not service_pids(ws.home), 20)
+    assert settled(lambda: not service_pids(ws.home), 20)
     assert not port_open("127.0.0.1", now.port)
 
 
@@ -163,7 +159,7 @@ def test_down_and_up_stop_strays_of_their_home_only(workspace, config, tmp_path,
         assert service_process.is_alive(ours.pid)
 
         assert ws.services.stop_all() == []  # the recorded process is not running ...
-        assert wait_until(lambda: not service_pids(ws.home), 20)  # ... but the stray is stopped
+        assert settled(lambda: not service_pids(ws.home), 20)  # ... but the stray is stopped
         assert service_process.is_alive(theirs.pid, ticks=theirs.start_ticks)  # the other home's is not
         assert other.services.get("svc-m").state == ServiceState.HEALTHY
         # `manymodels up` starts this home's service again and leaves the other one be
@@ -189,7 +185,7 @@ def test_a_service_process_whose_starter_dies_before_recording_it_never_listens(
     assert starter.returncode == 9
     pid = int((folder / "pid").read_text())
     try:
-        assert wait_until(lambda: not Path(f"/proc/{pid}").exists()
+        assert settled(lambda: not Path(f"/proc/{pid}").exists()
                           or Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z", 30)
         assert not port_open("127.0.0.1", port) and not port_open("127.0.0.1", health)
     finally:

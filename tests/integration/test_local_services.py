@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +23,13 @@ from shared.errors import NotFound, Unavailable
 from shared.workspace.base import ServiceConfig, ServiceKind, ServiceState
 from shared.workspace.local import service_process
 from shared.workspace.local.workspace import LocalWorkspace
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def wait_until(condition, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def settled(condition: Callable[[], object], timeout: float = 30) -> bool:
+    return bool(wait_until(condition, timeout=timeout, interval=0.05, what="the service processes to settle"))
 
 
 @pytest.fixture
@@ -46,9 +42,9 @@ def workspace(settings) -> Iterator[LocalWorkspace]:
         ws.services.delete_all()
         ws.close()
         assert not [pid for pid in pids if service_process.is_alive(pid)]
-        deadline = time.monotonic() + 10  # a worker may outlive its master by a moment
-        while (left := service_pids(ws.home)) and time.monotonic() < deadline:  # recorded or not
-            time.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # a worker may outlive its master by a moment; recorded or not
+            wait_until(lambda: not service_pids(ws.home), timeout=10, interval=0.1, what="no service process left")
+        left = service_pids(ws.home)
         kill_services_of(ws.home)
         assert not left, f"service processes left running: {sorted(left)}"
 
@@ -77,7 +73,7 @@ def test_deploy_update_delete_with_a_rolling_restart_on_the_same_port(workspace,
     second = workspace.services.process_info("svc-a")
     assert second.pid != first.pid and second.port == first.port  # new process, same endpoint
     assert updated.scoring_uri == service.scoring_uri
-    assert wait_until(lambda: not service_process.is_alive(first.pid))  # the old one stops after the switch
+    assert settled(lambda: not service_process.is_alive(first.pid))  # the old one stops after the switch
     assert not Path(first.model_dir).exists()
     answers = score(updated.scoring_uri, [record(2), record(3)])
     assert answers[0]["forecast"]["values"] == [2]

@@ -31,6 +31,7 @@ from shared.devhost.host import HostOptions, LocalHost
 from shared.devhost.subscriptions import DeliverySchema
 from shared.errors import InvalidValue, NotFound
 from shared.settings import Settings
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -91,13 +92,7 @@ class Webhook:
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return wait_until(check, timeout=timeout, interval=0.05, what=what)
 
 
 @pytest.fixture

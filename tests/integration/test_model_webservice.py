@@ -7,18 +7,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import forecaster as fc  # scoring/ is on pytest's pythonpath (pyproject.toml)
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scoring"))
-import forecaster as fc
+from tests.support.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,18 +77,18 @@ def serve(script: Path, model_dir: Path, workdir: Path, env: dict[str, str] | No
         cwd=workdir, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/score"
     try:
-        deadline = time.monotonic() + 90
-        while True:
+        def answering() -> bool:
             if proc.poll() is not None:
                 pytest.fail(f"azmlinfsrv exited with {proc.returncode}: {log_path.read_text()}")
             try:
-                if requests.get(url, timeout=5).status_code == 200:
-                    break
+                return requests.get(url, timeout=5).status_code == 200
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or the worker still booting
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"azmlinfsrv did not answer: {log_path.read_text()}")
-            time.sleep(0.3)
+                return False
+
+        try:
+            wait_until(answering, timeout=90, interval=0.1, what=f"azmlinfsrv to answer GET {url}")
+        except AssertionError as e:
+            pytest.fail(f"{e}: {log_path.read_text()}")
         yield url, proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: its gunicorn master and workers

@@ -121,9 +121,9 @@ def test_a_crash_between_fact_and_publish_loses_nothing_and_publishes_once(funct
         m.setattr(outbox, "drain_after", crash)
         with pytest.raises(RuntimeError):
             functions["on_aml_event"](event_grid_event(run_completed(run)))
-    assert ctx.ledger.get_run(run.run_id).state == RunState.COMPLETED  # the fact is durable
+    assert ctx.ledger.runs.get(run.run_id).state == RunState.COMPLETED  # the fact is durable
     assert recorder.events == []  # ... and nothing was published
-    [pending] = ctx.ledger.list_outbox(state=OutboxState.PENDING)
+    [pending] = ctx.ledger.outbox.all(state=OutboxState.PENDING)
     assert pending.event_id == event_id(ProductEventType.TRAINING_FINISHED, run.run_id)
 
     functions["reconcile"](timer())  # the reconcile timer drains the outbox
@@ -138,7 +138,7 @@ def test_a_crash_between_fact_and_publish_loses_nothing_and_publishes_once(funct
     headers, _ = recorder.requests[0]
     assert headers["content-type"].startswith("application/cloudevents-batch+json")
     assert headers["aeg-sas-key"] == KEY
-    assert ctx.ledger.list_outbox(state=OutboxState.PENDING) == []
+    assert ctx.ledger.outbox.all(state=OutboxState.PENDING) == []
 
 
 def test_a_publish_retried_after_a_crash_carries_the_same_id(ctx, recorder, monkeypatch) -> None:
@@ -150,7 +150,7 @@ def test_a_publish_retried_after_a_crash_carries_the_same_id(ctx, recorder, monk
     assert outbox.record(ctx, event) and not outbox.record(ctx, again)
 
     with monkeypatch.context() as m:  # published, then the worker dies before marking it sent
-        m.setattr(type(ctx.ledger), "mark_outbox_sent_many", lambda self, event_ids: (_ for _ in ()).throw(
+        m.setattr(type(ctx.ledger.outbox), "mark_sent_many", lambda self, event_ids: (_ for _ in ()).throw(
             ConnectionError("storage went away")))
         assert outbox.drain(ctx).sent == 1
     assert outbox.drain(ctx).sent == 1  # sent again: at least once ...
@@ -165,8 +165,8 @@ def test_an_unreachable_topic_delays_the_event_but_the_flow_succeeds(functions, 
 
     functions["on_aml_event"](event_grid_event(run_failed(run)))  # does not raise
 
-    assert ctx.ledger.get_run(run.run_id).state == RunState.FAILED
-    [pending] = ctx.ledger.list_outbox(state=OutboxState.PENDING)
+    assert ctx.ledger.runs.get(run.run_id).state == RunState.FAILED
+    [pending] = ctx.ledger.outbox.all(state=OutboxState.PENDING)
     assert pending.attempts == 1 and "ServiceRequestError" in pending.error  # the reason is kept
     assert outbox.status(ctx)["pending"] == 1
 
@@ -213,7 +213,7 @@ def test_no_endpoint_means_no_events_and_status_says_so(functions, ctx, recorder
     ctx.settings = ctx.settings.replace(events_topic_endpoint="")
     run = completed_training(ctx, tmp_path)
     functions["on_aml_event"](event_grid_event(run_completed(run)))
-    assert ctx.ledger.list_outbox() == [] and recorder.events == []
+    assert ctx.ledger.outbox.all() == [] and recorder.events == []
     from shared.flows.status import collect_status
 
     assert collect_status(ctx, storage=False)["events"]["enabled"] is False
@@ -228,11 +228,11 @@ def test_reconcile_prunes_only_sent_events_older_than_the_ledger_retention(funct
     assert outbox.drain(ctx).sent == 1
     ctx.settings = ctx.settings.replace(events_topic_endpoint=f"http://127.0.0.1:{closed_port()}/api/events")
     outbox.record(ctx, pending)  # stays pending: the topic is down
-    assert ctx.ledger.prune_outbox(before="2000-01-01T00:00:00Z", limit=10) == 0  # sent after that: kept
-    assert ctx.ledger.prune_outbox(before="2999-01-01T00:00:00Z", limit=10) == 1  # only the sent one
-    assert [e.event_id for e in ctx.ledger.list_outbox()] == [pending.id]
+    assert ctx.ledger.outbox.prune(before="2000-01-01T00:00:00Z", limit=10) == 0  # sent after that: kept
+    assert ctx.ledger.outbox.prune(before="2999-01-01T00:00:00Z", limit=10) == 1  # only the sent one
+    assert [e.event_id for e in ctx.ledger.outbox.all()] == [pending.id]
     functions["reconcile"](timer())  # drains (fails: topic down) and prunes without raising
-    assert ctx.ledger.get_outbox(pending.id).attempts == 1
+    assert ctx.ledger.outbox.get(pending.id).attempts == 1
 
 
 def failed_event(run_id: str) -> product_events.ProductEvent:
@@ -250,8 +250,8 @@ def test_an_event_the_topic_refuses_does_not_block_the_others(ctx, recorder) -> 
 
     assert (result.sent, result.pending) == (2, 0)
     assert sorted(e["id"] for e in recorder.events) == sorted([good.id, later.id])
-    assert ctx.ledger.get_outbox(poison.id).state == OutboxState.REFUSED
-    assert "HTTP 400" in ctx.ledger.get_outbox(poison.id).error
+    assert ctx.ledger.outbox.get(poison.id).state == OutboxState.REFUSED
+    assert "HTTP 400" in ctx.ledger.outbox.get(poison.id).error
     assert outbox.drain(ctx).sent == 0  # never retried
     assert outbox.status(ctx)["refused"] == 1
 
@@ -264,12 +264,12 @@ def test_a_crash_after_the_outbox_row_before_the_run_is_marked_done(functions, c
         raise RuntimeError("the worker died while marking the run")
 
     with monkeypatch.context() as m:
-        m.setattr(type(ctx.ledger), "finish_run", crash)
+        m.setattr(type(ctx.ledger.runs), "finish", crash)
         with pytest.raises(RuntimeError):
             functions["on_aml_event"](event_grid_event(run_failed(run)))
-    [pending] = ctx.ledger.list_outbox(state=OutboxState.PENDING)  # written first: not lost
+    [pending] = ctx.ledger.outbox.all(state=OutboxState.PENDING)  # written first: not lost
 
     functions["on_aml_event"](event_grid_event(run_failed(run)))  # Event Grid redelivers: the flow completes
 
-    assert ctx.ledger.get_run(run.run_id).state == RunState.FAILED
+    assert ctx.ledger.runs.get(run.run_id).state == RunState.FAILED
     assert [e["id"] for e in recorder.events] == [pending.event_id]  # once, with the id of the first try

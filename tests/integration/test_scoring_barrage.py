@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import forecaster as fc
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 from test_model_webservice import REPO, serve, write_models
-
-sys.path.insert(0, str(REPO / "scoring"))
-import forecaster as fc
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -38,9 +37,9 @@ from shared.workspace.base import (
     ServiceKind,
     ServiceState,
 )
+from shared.workspace.service_environment import looks_secret
 
 SCORING = Path(__file__).resolve().parents[2] / "scoring"
-sys.path.insert(0, str(SCORING))
 import service_keys  # noqa: E402 - scoring/ is self-contained, imported as the inference server does
 
 REAL_INFERENCE_CONFIG = aml_services.inference_config
@@ -189,7 +188,7 @@ def test_publish_disables_older_pipelines_of_the_same_name_only(workspace, monke
     monkeypatch.setattr(aml_pipelines, "SdkPublishedPipeline", sdk)
     pipeline = mock.MagicMock(name="Pipeline")
     pipeline.publish.return_value = _published("manymodels-training", 3, "p3")
-    with mock.patch("pipelines.aml.build.build_pipeline", return_value=pipeline) as built:
+    with mock.patch("shared.workspace.aml.pipelines.build_pipeline", return_value=pipeline) as built:
         record = workspace.pipelines.publish("manymodels-training", PipelineKind.TRAINING)
 
     assert built.call_args.args[1] == PipelineKind.TRAINING
@@ -502,7 +501,7 @@ def test_secret_looking_variables_are_refused_in_an_environment(tmp_path):
         config = ServiceConfig(kind=ServiceKind.ACI, entry_script=str(script), environment={name: "x"})
         with pytest.raises(InvalidValue, match=name):
             aml_services.inference_config(config)
-    assert not aml_services.looks_secret("WORKER_COUNT") and not aml_services.looks_secret("MONKEY_BUSINESS")
+    assert not looks_secret("WORKER_COUNT") and not looks_secret("MONKEY_BUSINESS")
 
 
 def test_the_keys_variable_names_agree_across_flow_adapter_and_router():

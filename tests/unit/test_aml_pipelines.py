@@ -19,8 +19,9 @@ from azureml.data.azure_storage_datastore import AzureBlobDatastore
 from azureml.pipeline.core import PipelineData, PipelineParameter
 from azureml.pipeline.steps import ParallelRunStep, PythonScriptStep
 
-from pipelines.aml import build
 from shared.errors import InvalidValue, NotFound
+from shared.settings import Settings
+from shared.workspace.aml import pipeline_graph
 from shared.workspace.parallel_config import config_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def sdk_ws():
             raise Exception(f"DatastoreNotFound: {name}")  # what the SDK raises, loosely
         return stores[name]
 
-    with mock.patch("pipelines.aml.build.Datastore.get", side_effect=get_datastore), \
+    with mock.patch("shared.workspace.aml.pipeline_graph.Datastore.get", side_effect=get_datastore), \
             mock.patch("azureml.data.abstract_dataset.AbstractDataset._ensure_saved", return_value="saved-id"):
         yield ws
 
@@ -62,13 +63,13 @@ def options(tmp_path: Path) -> dict:
             body["source_directory"] = str(source)
         path = tmp_path / f"{kind}.yml"
         path.write_text(yaml.safe_dump(body))
-        files[kind] = build.BuildOptions(compute_name="cpu-compute", landing_container="landing",
+        files[kind] = pipeline_graph.BuildOptions(compute_name="cpu-compute", landing_container="landing",
                                          predictions_container="predictions", config_file=path)
     return files
 
 
 def _build(ws, kind, options, tmp_path):
-    return build.build_pipeline(ws, kind, options[kind], staging_dir=tmp_path / f"stage-{kind}",
+    return pipeline_graph.build_pipeline(ws, kind, options[kind], staging_dir=tmp_path / f"stage-{kind}",
                                 workflow_provider=mock.MagicMock(name="workflow_provider"))
 
 
@@ -115,23 +116,23 @@ def test_training_step_settings_come_from_the_parallelrunstep_config(sdk_ws, opt
 
 
 def test_training_steps_pass_the_entry_script_contract_arguments(sdk_ws, options, tmp_path):
-    train, register = build.build_steps(sdk_ws, "training", options["training"], staging_dir=tmp_path / "s")
+    train, register = pipeline_graph.build_steps(sdk_ws, "training", options["training"], staging_dir=tmp_path / "s")
 
     assert isinstance(train, ParallelRunStep) and isinstance(register, PythonScriptStep)
     args = _user_arguments(train)
     flags = [a for a in args if isinstance(a, str) and a.startswith("--")]
     assert flags == ["--settings-file", "--output-dir", "--run-id", "--dataset-version"]
     value = dict(zip(args[::2], args[1::2], strict=True))
-    assert value["--settings-file"] == build.STAGED_SETTINGS_NAME
+    assert value["--settings-file"] == pipeline_graph.STAGED_SETTINGS_NAME
     assert isinstance(value["--output-dir"], PipelineData) and value["--output-dir"] is train._output[0]
     assert isinstance(value["--dataset-version"], PipelineParameter)
     assert train._allow_reuse is False and register._allow_reuse is False
     staged = tmp_path / "s"
-    assert (staged / "scoring" / build.STAGED_SETTINGS_NAME).is_file()
+    assert (staged / "scoring" / pipeline_graph.STAGED_SETTINGS_NAME).is_file()
     assert (staged / "steps" / "register_models.py").is_file()
     assert register._script_name == "register_models.py"
     store = next(o for o in register._outputs if o.name == "model_store")
-    assert store.destination[0].name == "workspaceblobstore" and store.destination[1] == build.MODEL_STORE_PATH
+    assert store.destination[0].name == "workspaceblobstore" and store.destination[1] == pipeline_graph.MODEL_STORE_PATH
 
 
 def test_forecasting_pipeline_mounts_models_and_copies_predictions(sdk_ws, options, tmp_path):
@@ -147,7 +148,8 @@ def test_forecasting_pipeline_mounts_models_and_copies_predictions(sdk_ws, optio
 
 
 def test_forecasting_steps_arguments_and_destinations(sdk_ws, options, tmp_path):
-    forecast, copy = build.build_steps(sdk_ws, "forecasting", options["forecasting"], staging_dir=tmp_path / "s")
+    forecast, copy = pipeline_graph.build_steps(sdk_ws, "forecasting", options["forecasting"],
+                                                staging_dir=tmp_path / "s")
 
     args = _user_arguments(forecast)
     value = dict(zip(args[::2], args[1::2], strict=True))
@@ -162,21 +164,30 @@ def test_forecasting_steps_arguments_and_destinations(sdk_ws, options, tmp_path)
 
 
 def test_missing_compute_target_is_a_clear_not_found(sdk_ws, options, tmp_path):
-    bad = build.BuildOptions(compute_name="gpu-nope", landing_container="landing",
+    bad = pipeline_graph.BuildOptions(compute_name="gpu-nope", landing_container="landing",
                              predictions_container="predictions", config_file=options["training"].config_file)
     with pytest.raises(NotFound, match=r"gpu-nope.*cpu-compute"):
-        build.build_steps(sdk_ws, "training", bad, staging_dir=tmp_path / "s")
+        pipeline_graph.build_steps(sdk_ws, "training", bad, staging_dir=tmp_path / "s")
 
 
 def test_unregistered_landing_datastore_is_a_clear_not_found(sdk_ws, options, tmp_path):
-    bad = build.BuildOptions(compute_name="cpu-compute", landing_container="elsewhere",
+    bad = pipeline_graph.BuildOptions(compute_name="cpu-compute", landing_container="elsewhere",
                              predictions_container="predictions", config_file=options["training"].config_file)
     with pytest.raises(NotFound, match="elsewhere"):
-        build.build_steps(sdk_ws, "training", bad, staging_dir=tmp_path / "s")
+        pipeline_graph.build_steps(sdk_ws, "training", bad, staging_dir=tmp_path / "s")
 
 
 def test_invalid_parallelrunstep_config_fails_with_the_field(sdk_ws, options, tmp_path):
     path = options["training"].config_file
     path.write_text(re.sub(r"mini_batch_size: \d+", "mini_batch_size: 0", path.read_text()))
     with pytest.raises(InvalidValue, match="mini_batch_size"):
-        build.build_steps(sdk_ws, "training", options["training"], staging_dir=tmp_path / "s")
+        pipeline_graph.build_steps(sdk_ws, "training", options["training"], staging_dir=tmp_path / "s")
+
+
+def test_an_unknown_publish_parameter_is_refused_by_name_not_a_type_error() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(InvalidValue, match=r"'mini_batch_size'.*settings_file, config_file"):
+        pipeline_graph.BuildOptions.from_settings(settings, mini_batch_size=3)
+    options = pipeline_graph.BuildOptions.from_settings(settings, settings_file="pipelines/configuration/"
+                                                        "script_settings.dominicks.json")
+    assert options.settings_file.is_absolute() and options.settings_file.name == "script_settings.dominicks.json"

@@ -122,8 +122,8 @@ def test_local_keys_come_from_the_process_environment_and_bad_settings_are_refus
 
 
 def test_the_token_audience_follows_the_vault_cloud():
-    assert service_keys._resource("https://kv.vault.azure.cn") == "https://vault.azure.cn"
-    assert service_keys._resource("https://kv.vault.azure.net") == "https://vault.azure.net"
+    assert service_keys.vault_resource("https://kv.vault.azure.cn") == "https://vault.azure.cn"
+    assert service_keys.vault_resource("https://kv.vault.azure.net") == "https://vault.azure.net"
 
 
 def test_the_router_reads_its_group_keys_from_key_vault_at_init(fake, tmp_path, monkeypatch):
@@ -139,7 +139,7 @@ def test_the_router_reads_its_group_keys_from_key_vault_at_init(fake, tmp_path, 
 
     rw.init()
 
-    assert rw._routes.endpoints["manymodels-g1-1"].headers["Authorization"] == "Bearer k1"
+    assert rw.loaded_routes().endpoints["manymodels-g1-1"].headers["Authorization"] == "Bearer k1"
     fake.secrets.clear()
     with pytest.raises(service_keys.ServiceKeysError, match="404"):  # no silent start without keys
         rw.init()

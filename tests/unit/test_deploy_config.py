@@ -37,7 +37,7 @@ def test_bad_configs_are_refused_with_the_field_named(tmp_path):
     path.write_text("computeType: AKS\nmodels: {entryScript: x.py}\n")
     with pytest.raises(InvalidValue, match="does not match target 'aci'"):
         load_service_config("aci", "models", path=path)
-    with pytest.raises(InvalidValue, match="expected one of local, aci, aks"):
+    with pytest.raises(InvalidValue, match="expected one of local, aci, managed, aks"):
         load_service_config("gke", "models")
     with pytest.raises(InvalidValue, match="'models' or 'router'"):
         load_service_config("aci", "batch")
@@ -85,3 +85,49 @@ def test_concurrency_is_workers_times_threads():
     assert concurrency({"WORKER_COUNT": "2", "GUNICORN_CMD_ARGS": "--threads 8 --keep-alive 75"}) == 16
     assert concurrency({"WORKER_COUNT": "3", "GUNICORN_CMD_ARGS": "--threads=2"}) == 6
     assert concurrency(load_service_config("aks", "router").environment) == 1
+
+
+def test_managed_endpoints_run_on_a_vm_size_with_entra_auth():
+    models = load_service_config("managed", "models")
+    router = load_service_config("managed", "router")
+    assert models.kind == router.kind == ServiceKind.MANAGED
+    assert (models.instance_type, models.instance_count, models.auth_enabled) == ("Standard_DS2_v2", 1, True)
+    assert router.instance_type == "Standard_F2s_v2" and router.environment["ROUTER_AUTH"] == "entra"
+    assert not any("KEY" in k.upper() for k in {**models.environment, **router.environment})
+    # the other targets have no VM size: their size is containerResourceRequirements
+    assert load_service_config("aks", "models").instance_type == ""
+
+
+def _managed(tmp_path, section: str):
+    path = tmp_path / "managed-deploy-config.yml"
+    path.write_text("computeType: Managed\nmodels:\n  entryScript: scoring/model_webservice.py\n" + section)
+    return path
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("  instanceType: Standard_DS2_v2\n  authEnabled: false\n", "authEnabled=false is not allowed on managed"),
+    ("  authEnabled: true\n", "instanceType=None is not allowed"),
+    ("  instanceType: big\n", "instanceType='big' is not allowed"),
+    ("  instanceType: Standard_DS2_v2\n  instanceCount: 0\n", "instanceCount=0 is not allowed"),
+    ("  instanceType: Standard_DS2_v2\n  instanceCount: true\n", "instanceCount=True is not allowed"),
+    ("  instanceType: Standard_DS2_v2\n  containerResourceRequirements: {cpu_cores: 1}\n",
+     "containerResourceRequirements is not allowed on target 'managed'"),
+])
+def test_managed_configs_are_refused_with_the_field_named(tmp_path, section, message):
+    with pytest.raises(InvalidValue, match=message):
+        load_service_config("managed", "models", path=_managed(tmp_path, section))
+
+
+def test_vm_sizes_are_refused_on_targets_without_them(tmp_path):
+    for field in ("instanceType: Standard_DS2_v2", "instanceCount: 2"):
+        with pytest.raises(InvalidValue, match=f"{field.split(':')[0]} is not allowed on target 'aks'"):
+            load_service_config("aks", "models", path=_write(tmp_path, "aks", f"  {field}\n"))
+
+
+def test_the_managed_target_has_its_own_names(settings):
+    managed, aks = deploy_target(settings, "managed"), deploy_target(settings, "aks")
+    assert managed.kind == ServiceKind.MANAGED
+    assert (managed.prefix, managed.state_model, managed.router_service) == (
+        "managed-manymodels-", "deployed_models_info_managed", "managed-routing-manymodels")
+    # an amlv2 workspace may serve both: no service or state model shared
+    assert managed.router_service != aks.router_service and managed.state_model != aks.state_model

@@ -158,7 +158,7 @@ def test_a_validation_handshake_with_data_not_an_object_is_400(server: HostServe
 
 
 def test_a_barrage_of_bad_requests_leaves_the_same_server_answering(server: HostServer) -> None:
-    thread = server._thread
+    thread = server.serving_thread
     bad = [request("POST", TRAIN, b"zz\r\n", framing="Transfer-Encoding: chunked"),
            request("POST", TRAIN, b"{}", framing="Content-Length: -1"),
            request("POST", TRAIN, b"{}", framing="Content-Length: x"),
@@ -184,7 +184,7 @@ def test_a_barrage_of_bad_requests_leaves_the_same_server_answering(server: Host
         t.join(60)
     assert not errors and len(statuses) == len(threads)
     assert sorted(set(statuses)) == [400], statuses
-    assert server._thread is thread and thread is not None and thread.is_alive()
+    assert server.serving_thread is thread and thread is not None and thread.is_alive()
     assert exchange(server, request("GET", "/admin/host/ping"))[0] == 200
     status, answer, _ = exchange(server, request("GET", f"/api/health?code={KEYS.function}"))
     assert status == 200 and answer["status"] == "ok"

@@ -374,3 +374,122 @@ def test_any_odd_value_in_any_envelope_field_parses_or_is_malformed(name: str, s
                 parse(event)
             except MalformedEvent as e:
                 assert "field '" in e.message, (key, value, e.message)
+
+
+# --------------------------------------------------------------------------- SDK v2 (azure-ai-ml) jobs
+# A v2 pipeline job is a run of the workspace's run history like a v1 pipeline run: the workspace's
+# system topic raises the same three event types with the same data fields. What differs is what is in
+# them: the run id is the job name (generated as adjective_noun_suffix), the tags are the job's tags
+# (the v2 adapter's, shared/workspace/amlv2/tags.py, plus azureml.pipelineComponent), the properties are
+# those the jobs service writes (azureml.DevPlatv2, runSource MFE, azureml.parameters as a JSON string),
+# and model versions are strings. Shapes: learn.microsoft.com "Azure Machine Learning as an Event Grid
+# source" and what `az ml job show` returns for a pipeline job.
+V2_JOB = "sincere_lamp_4v2bq1xmfr"
+V2_STEP = "3c6e19a2-5b8d-4d8e-9a57-0c4f1f6d2b11"
+V2_EXPERIMENT_ID = "7d0e7a52-3f4b-4c8a-9e0d-5a1b2c3d4e5f"
+V2_JOB_DATA = {
+    "experimentId": V2_EXPERIMENT_ID, "experimentName": "manymodels-training", "runId": V2_JOB,
+    "runType": "azureml.PipelineRun",
+    "runTags": {"manymodels_kind": "training", "dataset_name": "train", "dataset_version": "7",
+                "param_training_mode": "changed", "azureml.pipelineComponent": "pipelinerun"},
+    "runProperties": {"azureml.DevPlatv2": "true", "azureml.runsource": "azureml.PipelineRun", "runSource": "MFE",
+                      "runType": "HTTP", "azureml.parameters": "{\"dataset_version\":\"7\"}",
+                      "azureml.continue_on_step_failure": "False", "azureml.defaultComputeName": "cpu-compute",
+                      "azureml.defaultDataStoreName": "workspaceblobstore", "azureml.pipelineComponent": "pipelinerun"},
+}
+V2_STEP_DATA = {
+    "experimentId": V2_EXPERIMENT_ID, "experimentName": "manymodels-training", "runId": V2_STEP,
+    "runType": "azureml.StepRun",
+    "runTags": {"azureml.pipelinerunid": V2_JOB, "azureml.nodeid": "2f4ac8e1"},
+    "runProperties": {"azureml.runsource": "azureml.StepRun", "azureml.nodeid": "2f4ac8e1",
+                      "StepType": "ParallelRunStep", "ComputeTargetType": "AmlCompute", "azureml.DevPlatv2": "true"},
+}
+V2_TOPIC = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/mm-rg/providers/"
+            "Microsoft.MachineLearningServices/workspaces/manymodelsaml")
+
+
+def v2_event(event_type: str, data: dict, *, subject: str = "", schema: str = "eventgrid") -> dict:
+    subject = subject or f"experiments/{V2_EXPERIMENT_ID}/runs/{data['runId']}"
+    if schema == "cloudevents":
+        return {"specversion": "1.0", "id": "9d3c2b1a-0f4e-4d5c-8b7a-6e5f4d3c2b1a", "source": V2_TOPIC,
+                "subject": subject, "type": f"Microsoft.MachineLearningServices.{event_type}",
+                "time": "2026-12-03T07:12:44.8251633Z", "data": data}
+    return {"id": "9d3c2b1a-0f4e-4d5c-8b7a-6e5f4d3c2b1a", "topic": V2_TOPIC, "subject": subject,
+            "eventType": f"Microsoft.MachineLearningServices.{event_type}", "eventTime": "2026-12-03T07:12:44.8251633Z",
+            "data": data, "dataVersion": "", "metadataVersion": "1"}
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_a_completed_v2_pipeline_job_is_a_run_completed(schema: str) -> None:
+    event = parse(v2_event("RunCompleted", V2_JOB_DATA, schema=schema))
+    assert isinstance(event, RunCompleted)
+    assert (event.run_id, event.experiment_name, event.run_type) == (V2_JOB, "manymodels-training",
+                                                                    "azureml.PipelineRun")
+    assert event.experiment_id == V2_EXPERIMENT_ID and event.source == V2_TOPIC
+    assert event.run_tags["manymodels_kind"] == "training" and event.run_tags["dataset_version"] == "7"
+    assert event.run_properties["azureml.parameters"] == "{\"dataset_version\":\"7\"}"
+    assert event.time == "2026-12-03T07:12:44.8251633Z"  # the 7th fractional digit kept
+
+
+@pytest.mark.parametrize(("status", "expected"), [("Failed", "failed"), ("Canceled", "canceled"),
+                                                  ("CancelRequested", "cancelrequested"), ("Completed", "completed")])
+def test_a_v2_job_status_change_is_a_run_status_changed(status: str, expected: str) -> None:
+    event = parse(v2_event("RunStatusChanged", {**V2_JOB_DATA, "runStatus": status}))
+    assert isinstance(event, RunStatusChanged)
+    assert (event.run_id, event.run_status, event.run_type) == (V2_JOB, expected, "azureml.PipelineRun")
+
+
+def test_a_v2_job_without_run_id_in_data_takes_the_job_name_from_the_subject() -> None:
+    data = {k: v for k, v in V2_JOB_DATA.items() if k != "runId"}
+    event = parse(v2_event("RunCompleted", data, subject=f"experiments/{V2_EXPERIMENT_ID}/runs/{V2_JOB}"))
+    assert event.run_id == V2_JOB
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_a_v2_model_asset_registered_is_a_model_registered(schema: str) -> None:
+    data = {"ModelName": "1000_dominicks", "ModelVersion": "3",
+            "ModelTags": {"ModelType": "ets", "Store": "1000", "Brand": "dominicks", "manymodels_run": V2_JOB},
+            "ModelProperties": {"azureml.assetType": "custom_model"}}
+    payload = v2_event("ModelRegistered", {**data, "runId": "unused"}, subject="models/1000_dominicks:3",
+                       schema=schema)
+    payload["data"] = data
+    event = parse(payload)
+    assert isinstance(event, ModelRegistered)
+    assert (event.model_name, event.model_version) == ("1000_dominicks", 3)
+    assert event.model_tags["ModelType"] == "ets" and event.subject == "models/1000_dominicks:3"
+
+
+class _Runs:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get(self, run_id: str):
+        from shared.errors import NotFound
+
+        self.asked.append(run_id)
+        raise NotFound(f"job {run_id} not found")
+
+
+def _flow_context():
+    from types import SimpleNamespace
+
+    from shared.settings import Settings
+
+    # a ledger that has never seen the run (shared/ledger: ledger.runs.get) and a workspace that does not hold it
+    ledger = SimpleNamespace(runs=SimpleNamespace(get=lambda run_id: None))
+    return SimpleNamespace(settings=Settings.from_env({}), ledger=ledger, workspace=SimpleNamespace(runs=_Runs()))
+
+
+def test_the_run_flow_asks_the_workspace_about_a_v2_pipeline_job_and_ignores_its_steps() -> None:
+    """shared/flows/runs.py decides from the event which runs are the product's: a v2 pipeline job (its
+    tags) is looked up through the port (the v2 RunStore answers), a step of it is ignored."""
+    from shared.flows import runs
+
+    ctx = _flow_context()
+    runs.on_run_status_changed(ctx, parse(v2_event("RunStatusChanged", {**V2_JOB_DATA, "runStatus": "Failed"})))
+    assert ctx.workspace.runs.asked == [V2_JOB]
+
+    ctx = _flow_context()
+    outcome = runs.on_run_status_changed(ctx, parse(v2_event("RunStatusChanged",
+                                                             {**V2_STEP_DATA, "runStatus": "Completed"})))
+    assert outcome == "ignored: not a manymodels pipeline run" and ctx.workspace.runs.asked == []

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
+import forecaster as fc
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scoring"))
-import forecaster as fc
 
 SETTINGS = fc.ScriptSettings(id_columns=("Store", "Brand"), target_column="Quantity", timestamp_column="WeekStarting",
                              tag_columns=("StoreGroup10",), drop_columns=("Revenue",), test_size=6, freq="W-THU",

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings, env_names
+from shared.errors import SettingsError
+from shared.settings import _SPEC, Settings, env_names
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -88,13 +89,58 @@ def test_every_app_setting_is_one_the_app_or_the_platform_reads():
     assert not unknown, f"app settings nothing reads (typo?): {sorted(unknown)}"
 
 
-def test_app_setting_values_are_valid_settings():
-    """The literal values in appSettings pass shared/settings.py's own checks."""
+def allowed_values(source: str, param: str) -> list[str]:
+    """The @allowed([...]) list declared right above ``param <name>``."""
+    m = re.search(rf"@allowed\(\[([^\]]*)\]\)\n(?:@.*\n)*param {param} ", source)
+    assert m, f"param {param} has no @allowed list"
+    return re.findall(r"'([^']*)'", m.group(1))
+
+
+def param_default(source: str, param: str) -> str:
+    m = re.search(rf"^param {param} \w+ = (.+)$", source, re.MULTILINE)
+    assert m, f"param {param} has no default"
+    return m.group(1).strip("'")
+
+
+def app_setting_env(backend: str, **deploy: bool) -> dict[str, str]:
+    """appSettings as the Function App gets them for a backend: the literals, the deploy flags and the
+    values Azure fills in (subscription, resource group, workspace)."""
     body = block(text(MAIN), "var appSettings =")
     literals = dict(re.findall(r"^\s+(\w+): '([^']*)'$", body, re.MULTILINE))
-    env = {**literals, "AZURE_SUBSCRIPTION_ID": "sub", "RESOURCE_GROUP": "rg", "AML_WORKSPACE_NAME": "nsaml"}
-    settings = Settings.from_env(env)
-    assert settings.backend == "aml" and settings.deploy_local is False
+    flags = {"DEPLOY_ACI": "deployAci", "DEPLOY_MANAGED": "deployManaged", "DEPLOY_AKS": "deployAks"}
+    for env_name, param in flags.items():
+        assert re.search(rf"^\s+{env_name}: string\({param}\)$", body, re.MULTILINE), env_name
+    values = {env_name: str(deploy.get(param, param_default(text(MAIN), param) == "true")).lower()
+              for env_name, param in flags.items()}
+    return {**literals, **values, "MANYMODELS_BACKEND": backend, "AZURE_SUBSCRIPTION_ID": "sub",
+            "RESOURCE_GROUP": "rg", "AML_WORKSPACE_NAME": "nsaml", "AKS_NAME": "aks"}
+
+
+def test_backend_parameter_is_the_app_setting_and_allows_exactly_the_azure_backends():
+    main = text(MAIN)
+    assert re.search(r"^\s+MANYMODELS_BACKEND: backend$", block(main, "var appSettings ="), re.MULTILINE)
+    product = set(re.findall(r"'(\w+)'", _SPEC["backend"].allowed))  # what shared/settings.py accepts
+    # every backend the product runs on Azure with, and not 'local' (a stand-in, never on Azure)
+    assert set(allowed_values(main, "backend")) == product - {"local"}
+    assert param_default(main, "backend") == "amlv2"  # SDK v1 support ended 30 June 2026
+    assert "var sdkV2 = backend == 'amlv2'" in main
+
+
+@pytest.mark.parametrize("backend", ["amlv2", "aml"])
+def test_app_setting_values_are_valid_settings(backend):
+    """The app settings Bicep writes, with the template's defaults, pass shared/settings.py's own checks."""
+    settings = Settings.from_env(app_setting_env(backend))
+    assert settings.backend == backend and settings.deploy_local is False
+    assert settings.deploy_managed is False and settings.deploy_aci is False
+
+
+def test_deploy_targets_each_backend_takes_and_refuses():
+    assert Settings.from_env(app_setting_env("amlv2", deployManaged=True)).enabled_targets == ("managed",)
+    assert Settings.from_env(app_setting_env("aml", deployAci=True)).enabled_targets == ("aci",)
+    with pytest.raises(SettingsError, match="DEPLOY_ACI"):
+        Settings.from_env(app_setting_env("amlv2", deployAci=True))
+    with pytest.raises(SettingsError, match="DEPLOY_MANAGED"):
+        Settings.from_env(app_setting_env("aml", deployManaged=True))
 
 
 def test_names_derive_from_the_namespace_as_in_the_original():
@@ -160,7 +206,10 @@ def test_function_app_is_flex_consumption_python_311_with_identity_storage():
 def test_function_identity_gets_least_privilege_data_roles():
     app = text(MODULES / "functionapp.bicep")
     scopes = re.findall(r"scope: (\w+)\n\s+properties: \{\n\s+principalId: site\.identity\.principalId", app)
-    assert sorted(scopes) == ["appInsights", "storage", "storage", "storage", "workspace"]
+    assert sorted(scopes) == ["appInsights", "routerIdentity", "storage", "storage", "storage", "workspace"]
+    # it may attach the router's identity to the endpoint it creates, only when there is one
+    assert re.search(r"resource routerIdentityOperator '[^']+' = if \(!empty\(routerIdentityName\)\)", app)
+    assert "roles.managedIdentityOperator)" in app
     assert "Owner'" not in app.replace("storageBlobDataOwner", "")  # no control-plane Owner anywhere
     for role in ("storageBlobDataOwner", "storageQueueDataContributor", "storageTableDataContributor",
                  "azureMlDataScientist"):
@@ -209,3 +258,55 @@ def test_no_secret_or_account_key_in_templates_and_pipelines(path: Path):
     body = path.read_text()
     hits = [p for p in SECRET_PATTERNS if re.search(p, body, re.IGNORECASE)]
     assert not hits, f"{path.relative_to(REPO)} matches {hits}: use managed identity, never keys"
+
+
+def test_router_identity_exists_only_on_sdk_v2_and_reaches_the_function_app():
+    main = text(MAIN)
+    assert re.search(r"^module routerIdentity 'modules/routeridentity\.bicep' = if \(sdkV2\) \{", main, re.MULTILINE)
+    settings = block(main, "var appSettings =")
+    assert "ROUTER_IDENTITY_RESOURCE_ID: sdkV2 ? routerIdentity.outputs.id : ''" in settings
+    assert "ROUTER_IDENTITY_CLIENT_ID: sdkV2 ? routerIdentity.outputs.clientId : ''" in settings
+    assert "routerIdentityName: sdkV2 ? names.routerIdentity : ''" in block(main, "module functionApp")
+    # what the ternaries read is what the module outputs
+    outputs = dict(re.findall(r"^output (\w+) string = (.+)$", text(MODULES / "routeridentity.bicep"), re.MULTILINE))
+    assert outputs["id"] == "identity.id" and outputs["clientId"] == "identity.properties.clientId"
+
+
+def test_router_identity_may_score_pull_and_read_models_and_nothing_more():
+    module = text(MODULES / "routeridentity.bicep")
+    assert "resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@" in module
+    role = block(module, "resource scorer 'Microsoft.Authorization/roleDefinitions@")
+    assert re.findall(r"^\s+actions: \[\n\s+(\w+)\n\s+\]", role, re.MULTILINE) == ["scoreAction"]
+    assert ("var scoreAction = 'Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action'"
+            in module)
+    assert "'*'" not in role and "type: 'customRole'" in role and "resourceGroup().id" in role
+    assignments = re.findall(r"scope: (\w+)\n\s+properties: \{\n\s+principalId: identity\.properties\.principalId"
+                             r"\n\s+principalType: 'ServicePrincipal'\n\s+roleDefinitionId: ([^\n]+)", module)
+    assert sorted(assignments) == [
+        ("registry", "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)"),
+        ("storage", "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)"),
+        ("vault", "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)"),
+        ("workspace", "scorer.id"),
+    ]
+    # the group keys in Key Vault only for a router that needs them: Kubernetes endpoints take keys
+    assert re.search(r"^resource groupKeysRole '[^']+' = if \(readsGroupKeys\) \{", module, re.MULTILINE)
+    assert "readsGroupKeys: deployAks" in block(text(MAIN), "module routerIdentity")
+    # built-in role ids: AcrPull, Storage Blob Data Reader, Key Vault Secrets User (as keyvault.bicep's)
+    assert "acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'" in module
+    assert "storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'" in module
+    secrets_user = re.search(r"keyVaultSecretsUser = '([\w-]+)'", text(MODULES / "keyvault.bicep")).group(1)
+    assert f"keyVaultSecretsUser: '{secrets_user}'" in module
+
+
+def test_registry_admin_account_only_for_sdk_v1_aci():
+    assert "adminUserEnabled: !sdkV2" in block(text(MAIN), "module registry")
+    registry = text(MODULES / "registry.bicep")
+    assert "param adminUserEnabled bool = false" in registry and "adminUserEnabled: adminUserEnabled" in registry
+
+
+def test_storage_replication_is_a_parameter_not_locally_redundant_by_default():
+    main = text(MAIN)
+    assert param_default(main, "storageSku") == "Standard_GRS"
+    assert "Standard_LRS" in allowed_values(main, "storageSku")
+    assert "sku: storageSku" in block(main, "module storage")
+    assert "sku: { name: sku }" in text(MODULES / "storage.bicep")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 SCORING = Path(__file__).resolve().parents[2] / "scoring"
-sys.path.insert(0, str(SCORING))
 import forecaster  # noqa: E402
 import model_names  # noqa: E402
 import routing_webservice as rw  # noqa: E402

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
+import forecaster as fc
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scoring"))
-import forecaster as fc
 
 BASE = dict(id_columns=("Store", "Brand"), target_column="Quantity", timestamp_column="WeekStarting",
             drop_columns=("Revenue",), test_size=6, freq="W-THU", horizon=5)
@@ -238,3 +235,24 @@ def test_model_settings_are_validated(changes: dict, message: str) -> None:
     with pytest.raises(fc.SettingsFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
         fc.ScriptSettings.from_dict(raw)
     assert fc.ScriptSettings.from_dict(settings(model_type="auto").to_dict()) == settings(model_type="auto")
+
+
+def test_one_batch_of_mixed_types_and_horizons_equals_each_request_stepped_alone_and_forecast() -> None:
+    # scoring/forecaster/forecasting.py step_many: the batching loop of forecast_many and of the webservice's
+    # fast path; a group of unequal horizons takes its padded branch, a request alone its stacked branch
+    frame = pd.concat([demand(store, 70, seed=store) for store in (1, 2, 3)])
+    models = []
+    for model_type in ("lr", "demand", "snaive"):
+        models += [r.model for r in fit(frame, settings(model_type=model_type))]
+    requests = []
+    for i, model in enumerate(models):
+        steps = (3, 7, 5)[i % 3]
+        _, weeks, seeds, x = fc.check_request(model, None, steps, future(model, steps, seed=i))
+        requests.append(fc.SteppedRequest(model, steps, weeks, seeds, x if model.uses_exog else None))
+    together = fc.step_many(requests)
+    for i, (request, values) in enumerate(zip(requests, together, strict=True)):
+        (alone,) = fc.step_many([request])
+        assert values.shape == (request.steps,)
+        np.testing.assert_array_equal(values, alone)
+        _, expected = request.model.forecast(steps=request.steps, exog=future(request.model, request.steps, seed=i))
+        np.testing.assert_array_equal(values, expected)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from shared.processes import pid_alive, pids_with_environment, proc_stat, process_cmdline, runs_command, start_ticks
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -75,9 +75,7 @@ def test_runs_command_needs_the_marker_on_a_live_process() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--run-id", "run-7"])
     try:
         assert runs_command(child.pid, "run-7")  # even while its arguments are not set yet (empty)
-        deadline = time.monotonic() + 10
-        while not process_cmdline(child.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: process_cmdline(child.pid), timeout=10, interval=0.01, what="the child's arguments")
         assert not runs_command(child.pid, "run-8")  # a pid reused by some other command
     finally:
         child.kill()

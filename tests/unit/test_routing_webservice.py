@@ -121,7 +121,7 @@ def test_init_loads_the_highest_version_and_run_answers_get_and_post(tmp_path, m
     assert response.status_code == 200
     assert json.loads(response.get_data()) == {"lr_dominicks_1": "svc-1", "lr_dominicks_2": "svc-2",
                                                "lr_dominicks_3": "svc-1"}
-    assert rw._routes.endpoints["svc-2"].headers["Authorization"] == "Bearer k2"
+    assert rw.loaded_routes().endpoints["svc-2"].headers["Authorization"] == "Bearer k2"
     monkeypatch.setattr(rw, "call_service", FakeServices())
     response = rw.run(FakeRequest("POST", json.dumps([record(2), record(1)]).encode()))
     assert [a["forecast"]["service"] for a in json.loads(response.get_data())] == ["svc-2", "svc-1"]

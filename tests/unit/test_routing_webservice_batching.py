@@ -108,9 +108,9 @@ def test_a_shared_answer_with_the_wrong_item_count_is_a_502_for_each_record(rout
 
 
 def test_only_utf8_arrays_are_joined_as_is():
-    assert rw._joinable(b' [{"a": 1}] ')
-    assert not rw._joinable('[{"a": 1}]'.encode("utf-16-le"))
-    assert not rw._joinable(b'\xef\xbb\xbf[{"a": 1}]')
+    assert rw.joinable(b' [{"a": 1}] ')
+    assert not rw.joinable('[{"a": 1}]'.encode("utf-16-le"))
+    assert not rw.joinable(b'\xef\xbb\xbf[{"a": 1}]')
 
 
 def _connection(sock: socket.socket) -> rw.Connection:

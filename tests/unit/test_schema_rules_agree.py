@@ -7,19 +7,16 @@ what training does, so validation never passes a series that training then sends
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+import forecaster as fc
 import numpy as np
 import pandas as pd
 import pytest
 
 from shared.data.schema import DEFAULT_SETTINGS_FILE, DatasetSchema
 from shared.data.validate import check_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scoring"))
-import forecaster as fc
 
 SETTINGS_FILES = sorted(DEFAULT_SETTINGS_FILE.parent.glob("script_settings*.json"))
 VARIANTS: list[dict[str, Any]] = [

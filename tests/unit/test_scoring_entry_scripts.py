@@ -8,15 +8,14 @@ import shutil
 import sys
 from pathlib import Path
 
+import forecast  # scoring/ is on pytest's pythonpath (pyproject.toml)
+import forecaster as fc
 import numpy as np
 import pandas as pd
 import pytest
+import train
 
 SCORING = Path(__file__).resolve().parents[2] / "scoring"
-sys.path.insert(0, str(SCORING))
-import forecast  # noqa: E402
-import forecaster as fc  # noqa: E402
-import train  # noqa: E402
 
 # these tests pin the seed's `lr` model's behaviour; the repo's file (model_type auto) differs only in
 # model_type, which test_the_lr_settings_are_the_repo_settings_with_lr keeps so

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import forecaster as fc
+import model_webservice as ws
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scoring"))
-import forecaster as fc
-import model_webservice as ws
 
 SETTINGS = fc.ScriptSettings(id_columns=("Store", "Brand"), target_column="Quantity", timestamp_column="WeekStarting",
                              test_size=5, freq="W-THU", horizon=4)
@@ -198,3 +195,26 @@ def test_the_forecaster_refuses_infinite_future_values_by_name(served) -> None:
     # a missing (NaN) value is a gap, carried forward with a warning (scoring/model_webservice.py), not an error
     (gap,) = fc.forecast_many([served["lr_dominicks_1"]], [None], steps=[2], exog=[np.array([[0, 2.0], [1, np.nan]])])
     assert "carried forward" in gap.warnings[0]
+
+
+def test_an_sdk_v2_group_asset_serves_the_models_one_folder_down(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    # shared/workspace/amlv2/services.py deploys a group as one model asset with the models under models/
+    models = train_models(tmp_path / "models", {})
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv(ws.MODELS_SUBDIR_ENV, "models")
+    ws.init()
+
+    class Get:
+        method = "GET"
+
+    assert ws.run(Get()) == sorted(models) == ["lr_dominicks_1", "lr_dominicks_2", "lr_dominicks_3"]
+
+
+@pytest.mark.parametrize("subdir", ["../elsewhere", "/etc", "models/../..", "a//b"])
+def test_a_models_subdir_outside_the_model_dir_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                  subdir: str) -> None:
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv(ws.MODELS_SUBDIR_ENV, subdir)
+    with pytest.raises(RuntimeError, match="MANYMODELS_MODELS_SUBDIR"):
+        ws.init()

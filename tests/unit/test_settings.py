@@ -72,3 +72,25 @@ def test_every_field_is_read_from_exactly_one_variable():
     # Settings lists its fields and shared/settings.py's spec their variables: from_env passes one value
     # per variable, so a variable without a field fails there; equal counts leave no field unread.
     assert len(env_names()) == len(set(env_names())) == len(dataclasses.fields(Settings))
+
+
+AZURE = {"AZURE_SUBSCRIPTION_ID": "s", "RESOURCE_GROUP": "rg", "AML_WORKSPACE_NAME": "ws"}
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"MANYMODELS_BACKEND": "amlv2", "AZURE_SUBSCRIPTION_ID": "s"}, "MANYMODELS_BACKEND=amlv2 needs RESOURCE_GROUP"),
+    ({"MANYMODELS_BACKEND": "aml", **AZURE, "TRAINING_METHOD": "automl"}, "needs MANYMODELS_BACKEND=amlv2"),
+    ({"MANYMODELS_BACKEND": "amlv2", **AZURE, "TRAINING_METHOD": "automl"}, "needs TRAINING_MODE=all"),
+    ({"DEPLOY_MANAGED": "true"}, "DEPLOY_MANAGED=true needs MANYMODELS_BACKEND=amlv2"),
+    ({"MANYMODELS_BACKEND": "amlv2", **AZURE, "DEPLOY_ACI": "true"}, "set DEPLOY_MANAGED=true"),
+])
+def test_backend_combinations_that_cannot_work_are_refused_at_start_up(environ, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
+
+
+def test_the_v2_backend_with_automl_and_managed_endpoints():
+    settings = Settings.from_env({"MANYMODELS_BACKEND": "amlv2", **AZURE, "TRAINING_METHOD": "automl",
+                                  "TRAINING_MODE": "all", "DEPLOY_LOCAL": "false", "DEPLOY_MANAGED": "true",
+                                  "DEPLOY_AKS": "true", "AKS_NAME": "aks"})
+    assert settings.enabled_targets == ("managed", "aks")

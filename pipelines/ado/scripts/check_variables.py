@@ -1,8 +1,10 @@
 """Fail the bootstrap early, with a clear message, when a variable of manymodels-vg is missing or invalid.
 
 Azure DevOps exposes the variable group's variables to scripts as environment variables of the
-same (upper-case) names. Run as ``python3 pipelines/ado/scripts/check_variables.py``; prints one
-``##vso[task.logissue type=error]`` line per problem and exits 1 when there is any.
+same (upper-case) names; bootstrap.yml adds its two run parameters, ``backend`` and ``deployManaged``, as
+MANYMODELS_BACKEND and DEPLOY_MANAGED. Run as ``python3 pipelines/ado/scripts/check_variables.py``;
+prints one ``##vso[task.logissue type=error]`` line per problem and exits 1 when there is any. The
+combinations refused are the ones shared/settings.py would refuse when the Function App starts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ VARIABLES = (
 )
 OPTIONAL = {"AKS_NAME", "AKS_RESOURCE_GROUP"}  # required only when DEPLOY_AKS=true
 BOOLEANS = {"true", "false"}
+# bootstrap.yml's run parameters, as it passes them to this script
+PARAMETERS = {"MANYMODELS_BACKEND": "backend", "DEPLOY_MANAGED": "deployManaged"}
+BACKENDS = ("amlv2", "aml")
 
 
 def _whole(lo: int, hi: int) -> Callable[[str], str | None]:
@@ -74,6 +79,28 @@ def problems(env: Mapping[str, str]) -> list[str]:
         allowed = CHECKS[name](value)
         if allowed:
             found.append(f"variable {name}={value!r} is not allowed: expected {allowed}")
+    return found + combination_problems(env)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() == "true"
+
+
+def combination_problems(env: Mapping[str, str]) -> list[str]:
+    """What the backend parameter and the variables cannot be together."""
+    backend = env.get("MANYMODELS_BACKEND", "amlv2").strip().lower()
+    if backend not in BACKENDS:
+        return [f"parameter backend={backend!r} is not allowed: expected " + " or ".join(map(repr, BACKENDS))]
+    found = []
+    if backend == "amlv2" and _flag(env, "DEPLOY_ACI"):
+        found.append("variable DEPLOY_ACI=true is not allowed with backend amlv2: SDK v2 has no ACI webservices; "
+                     "set DEPLOY_ACI=false and run with deployManaged=true (managed online endpoints)")
+    if backend == "aml" and _flag(env, "DEPLOY_MANAGED"):
+        found.append("parameter deployManaged=true needs backend amlv2: managed online endpoints are an Azure ML "
+                     "SDK v2 resource")
+    if backend == "aml" and env.get("TRAINING_METHOD", "").strip().lower() == "automl":
+        found.append("variable TRAINING_METHOD=automl needs backend amlv2: on SDK v1 only customscript trains "
+                     "(the AutoML v1 runtime does not install beside the product's pins)")
     return found
 
 

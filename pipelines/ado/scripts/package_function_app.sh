@@ -9,7 +9,7 @@ python3 - "$out" <<'PY'
 import pathlib, sys, zipfile
 out = pathlib.Path(sys.argv[1])
 include = ["function_app.py", "host.json", "requirements.txt", "shared", "scoring",
-           "pipelines/aml", "pipelines/configuration"]
+           "pipelines/aml", "pipelines/amlv2", "pipelines/configuration"]
 skip = {"__pycache__", ".pytest_cache", "tests"}
 with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
     for item in include:

@@ -26,7 +26,8 @@ def min_rows(kind: ModelKind, k: int) -> int:
 
 
 def usable(kind: ModelKind, pack: Pack) -> np.ndarray:
-    return ~np.isnan(pack.y)
+    known: np.ndarray = ~np.isnan(pack.y)
+    return known
 
 
 def fit(kind: ModelKind, pack: Pack, rows: np.ndarray, settings: ScriptSettings, exog_columns: Sequence[str] = (),

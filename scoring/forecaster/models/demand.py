@@ -65,22 +65,25 @@ def _features(kind: ModelKind, z: np.ndarray, xt: np.ndarray, weeks: np.ndarray)
 
 def usable(kind: ModelKind, pack: Pack) -> np.ndarray:
     z = _log_target(pack.y)
-    return ~np.isnan(_features(kind, z, pack.x, pack.weeks)).any(axis=2) & ~np.isnan(z)
+    known: np.ndarray = ~np.isnan(_features(kind, z, pack.x, pack.weeks)).any(axis=2) & ~np.isnan(z)
+    return known
 
 
 def log_columns(pack: Pack, rows: np.ndarray, settings: ScriptSettings, exog_columns: Sequence[str]) -> np.ndarray:
     """(S, k): which columns each series takes the log of (see the module docstring)."""
     seen = rows[:, :, None] & ~np.isnan(pack.x)
     some = seen.any(axis=1)
-    positive = np.where(seen, pack.x > 0, True).all(axis=1) & some
+    positive: np.ndarray = np.where(seen, pack.x > 0, True).all(axis=1) & some
     flag = np.where(seen, (pack.x == 0) | (pack.x == 1), True).all(axis=1)
     named = np.array([c in (settings.log_columns or ()) for c in exog_columns], dtype=bool)
     flags = np.array([c in (settings.flag_columns or ()) for c in exog_columns], dtype=bool)
     if settings.log_columns is not None:
-        return positive & named[None, :]
-    if settings.flag_columns is not None:
-        return positive & ~flags[None, :]
-    return positive & ~flag
+        logged: np.ndarray = positive & named[None, :]
+    elif settings.flag_columns is not None:
+        logged = positive & ~flags[None, :]
+    else:
+        logged = positive & ~flag
+    return logged
 
 
 def fit(kind: ModelKind, pack: Pack, rows: np.ndarray, settings: ScriptSettings,
@@ -117,7 +120,8 @@ def step(kind: ModelKind, params: Params, seeds: np.ndarray, exog: np.ndarray, w
     mu = recurse(params.intercept, params.coef, _log_target(np.maximum(seeds[:, -LAGS:], 0.0)),
                  transform(exog, params.log), weeks)
     with np.errstate(over="ignore"):
-        return np.expm1(mu + params.shift[:, None])
+        values: np.ndarray = np.expm1(mu + params.shift[:, None])
+    return values
 
 
 def fields(kind: ModelKind, params: Params, j: int) -> dict[str, Any]:

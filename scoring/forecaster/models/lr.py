@@ -29,7 +29,8 @@ def min_rows(kind: ModelKind, k: int) -> int:
 
 def usable(kind: ModelKind, pack: Pack) -> np.ndarray:
     """(S, T) weeks with the target and every feature known."""
-    return ~np.isnan(_design(pack.y, pack.x, pack.weeks)).any(axis=2) & ~np.isnan(pack.y)
+    known: np.ndarray = ~np.isnan(_design(pack.y, pack.x, pack.weeks)).any(axis=2) & ~np.isnan(pack.y)
+    return known
 
 
 def fit(kind: ModelKind, pack: Pack, rows: np.ndarray, settings: ScriptSettings,

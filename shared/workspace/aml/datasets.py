@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from azureml.core import Dataset, Datastore
+from azureml.core import Workspace as SdkWorkspace
 
 from shared.errors import InvalidValue, NotFound
+from shared.storage.account import StorageAccount
 from shared.storage.blobs import BlobStore
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import DatasetFile, DatasetMode, DatasetStore, DatasetVersion
-from shared.workspace.dataset_versions import plan_version
-
-if TYPE_CHECKING:
-    from shared.workspace.aml.workspace import AmlWorkspace
+from shared.workspace.dataset_versions import changed_files, plan_version
 
 METADATA_CONTAINER = "datasets"
 TAG_FINGERPRINT = "manymodels_fingerprint"
@@ -42,15 +41,12 @@ def datastore_name(datastore: str) -> str:
 
 
 class AmlDatasetStore(DatasetStore):
-    def __init__(self, workspace: AmlWorkspace) -> None:
-        self._workspace = workspace
-
-    @property
-    def _ws(self):
-        return self._workspace.ws
+    def __init__(self, ws: SdkWorkspace, *, storage: StorageAccount) -> None:
+        self._ws = ws
+        self._storage = storage
 
     def _metadata(self) -> BlobStore:
-        return BlobStore(self._workspace.storage, METADATA_CONTAINER)
+        return BlobStore(self._storage, METADATA_CONTAINER)
 
     def register(
         self,
@@ -96,16 +92,12 @@ class AmlDatasetStore(DatasetStore):
             versions.append(latest)
         return versions
 
-    def submission(self, version: DatasetVersion, *, only_changed: bool):
+    def submission(self, version: DatasetVersion, *, only_changed: bool) -> Any:
         """The FileDataset a pipeline run consumes: the registered version, or just its changed files."""
         if not only_changed or set(version.changed) == {f.name for f in version.files}:
             with sdk_call(f"get dataset {version.name!r} version {version.version}"):
                 return Dataset.get_by_name(self._ws, version.name, version=str(version.version))
-        changed = set(version.changed)
-        paths = [f.path for f in version.files if f.name in changed]
-        if not paths:
-            raise InvalidValue(f"dataset {version.name!r} version {version.version} changed no file, so "
-                               "TRAINING_MODE=changed has nothing to train: submit with mode 'all' to retrain all")
+        paths = [f.path for f in changed_files(version)]
         with sdk_call(f"select the changed files of dataset {version.name!r} version {version.version}"):
             store = Datastore.get(self._ws, datastore_name(version.datastore))
             return Dataset.File.from_files(path=[(store, p) for p in paths], validate=False)
@@ -127,7 +119,7 @@ class AmlDatasetStore(DatasetStore):
         blobs.ensure_container()
         blobs.upload_bytes(document, json.dumps(body).encode(), content_type="application/json")
 
-    def _record(self, dataset) -> DatasetVersion:
+    def _record(self, dataset: Any) -> DatasetVersion:
         tags = dict(dataset.tags or {})
         document = tags.get(TAG_FILES)
         if not document:

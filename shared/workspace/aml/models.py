@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import builtins  # builtins.list: in a class body after `def list`, a bare `list[...]` names the method
+import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from azureml.core import Model
+from azureml.core import Workspace as SdkWorkspace
 
-from shared.errors import InvalidValue, ManyModelsError
+from shared.errors import InvalidValue, ManyModelsError, NotFound
 from shared.workspace.aml.sdk_errors import sdk_call, translate
 from shared.workspace.base import ModelRecord, ModelRegistry, NewModel, parse_version
+from shared.workspace.remote_calls import remove_each
 
-if TYPE_CHECKING:
-    from shared.workspace.aml.workspace import AmlWorkspace
+log = logging.getLogger(__name__)
 
 REGISTER_WORKERS = 16  # SDK v1 has no bulk registration: one call per model, in parallel
 
 
-def to_record(model) -> ModelRecord:
+def to_record(model: Model) -> ModelRecord:
     created = getattr(model, "created_time", None)
     return ModelRecord(
         name=model.name,
@@ -41,15 +43,15 @@ def _check_artifacts(models: list[NewModel]) -> None:
 
 
 class AmlModelRegistry(ModelRegistry):
-    def __init__(self, workspace: AmlWorkspace) -> None:
-        self._workspace = workspace
+    def __init__(self, ws: SdkWorkspace) -> None:
+        self._ws = ws
 
     def register_many(self, models: Iterable[NewModel]) -> list[ModelRecord]:
-        ws = self._workspace.ws
+        ws = self._ws
         models = list(models)
         _check_artifacts(models)  # all or nothing: a bad manifest registers no model
 
-        def one(model: NewModel):
+        def one(model: NewModel) -> ModelRecord | ManyModelsError:
             try:
                 return to_record(Model.register(workspace=ws, model_path=model.path, model_name=model.name,
                                                 tags=dict(model.tags), properties=dict(model.properties)))
@@ -59,12 +61,13 @@ class AmlModelRegistry(ModelRegistry):
         with ThreadPoolExecutor(max_workers=REGISTER_WORKERS) as pool:
             results = list(pool.map(one, models))
         errors = [r for r in results if isinstance(r, ManyModelsError)]
+        records = [r for r in results if isinstance(r, ModelRecord)]
         if errors:
             registered = len(results) - len(errors)
             first = errors[0]
             raise type(first)(f"{len(errors)} of {len(results)} models were not registered "
                               f"({registered} were); first error: {first.message}") from first
-        return sorted(results, key=lambda r: (r.name, r.version))
+        return sorted(records, key=lambda r: (r.name, r.version))
 
     def list(
         self,
@@ -75,7 +78,7 @@ class AmlModelRegistry(ModelRegistry):
     ) -> list[ModelRecord]:
         sdk_tags = [[k, v] for k, v in (tags or {}).items()] or None
         with sdk_call("list models"):
-            models = Model.list(self._workspace.ws, name=name, tags=sdk_tags, latest=latest)
+            models = Model.list(self._ws, name=name, tags=sdk_tags, latest=latest)
         records = [to_record(m) for m in models]
         # the service filters tags already; check again so a partial match never slips through
         wanted = dict(tags or {})
@@ -88,49 +91,27 @@ class AmlModelRegistry(ModelRegistry):
     def download(self, record: ModelRecord, target_dir: str) -> str:
         model = self._sdk_model(record.name, record.version)
         with sdk_call(f"download model {record.name}:{record.version} to {target_dir}"):
-            return model.download(target_dir=target_dir, exist_ok=True)
+            return str(model.download(target_dir=target_dir, exist_ok=True))
 
-    def _sdk_model(self, name: str, version: int | str):
+    def _sdk_model(self, name: str, version: int | str) -> Model:
         number = parse_version(f"model {name!r}", version)
         with sdk_call(f"get model {name}:{version}"):
-            return Model(self._workspace.ws, name=name, version=number)
+            return Model(self._ws, name=name, version=number)
 
-    # Retention (shared/flows/retention.py), appended by the retention helper: SDK v1 ``Model.delete``.
+    # Retention (shared/flows/retention.py): SDK v1 ``Model.delete``.
     supports_delete = True
 
-    def delete_versions(self, versions: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    def delete_versions(self, versions: Iterable[tuple[str, int]]) -> builtins.list[tuple[str, int]]:
         """``Model(ws, name, version).delete()`` for each; a version already gone is skipped. One that
         Azure ML refuses (e.g. still used by a service) is logged and kept; only when every one is
         refused is the first refusal raised."""
-        import logging
-
-        from shared.errors import NotFound
-
-        log = logging.getLogger(__name__)
-        wanted = sorted({(str(n), int(v)) for n, v in versions})
-
-        def one(ref: tuple[str, int]) -> tuple[str, int] | ManyModelsError | None:
-            name, version = ref
+        def delete(name: str, version: int) -> bool:
             try:
                 model = self._sdk_model(name, version)
-            except NotFound:
-                return None
-            try:
                 with sdk_call(f"delete model {name}:{version}"):
                     model.delete()
             except NotFound:
-                return None
-            except ManyModelsError as e:
-                return e
-            return ref
+                return False
+            return True
 
-        with ThreadPoolExecutor(max_workers=REGISTER_WORKERS) as pool:
-            results = list(pool.map(one, wanted))
-        deleted = [r for r in results if isinstance(r, tuple)]
-        errors = [r for r in results if isinstance(r, ManyModelsError)]
-        for error in errors[:10]:
-            log.warning("model version kept: %s", error.message)
-        if errors and not deleted:
-            raise type(errors[0])(f"{len(errors)} model version(s) could not be deleted; first: "
-                                  f"{errors[0].message}") from errors[0]
-        return deleted
+        return remove_each(versions, delete, verb="deleted")

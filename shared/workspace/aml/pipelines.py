@@ -1,4 +1,4 @@
-"""Published pipelines: build (pipelines/aml/build.py), publish, disable older ones, submit."""
+"""Published pipelines: build (shared/workspace/aml/pipeline_graph.py), publish, disable older ones, submit."""
 
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azureml.core import Experiment
+from azureml.core import Workspace as SdkWorkspace
 from azureml.pipeline.core import PublishedPipeline as SdkPublishedPipeline
 
 from shared.errors import NotFound
+from shared.settings import Settings
+from shared.workspace.aml.datasets import AmlDatasetStore
+from shared.workspace.aml.pipeline_graph import (
+    DATASET_PARAMETER,
+    DATASET_VERSION_PARAMETER,
+    BuildOptions,
+    build_pipeline,
+)
 from shared.workspace.aml.runs import TAG_DATASET, TAG_DATASET_VERSION, TAG_KIND
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import (
@@ -25,8 +34,6 @@ from shared.workspace.base import (
 )
 from shared.workspace.run_parameters import run_parameters as checked_run_parameters
 
-if TYPE_CHECKING:
-    from shared.workspace.aml.workspace import AmlWorkspace
 
 def _version_number(text: str | None) -> int:
     try:
@@ -35,21 +42,29 @@ def _version_number(text: str | None) -> int:
         return 0
 
 
-def _kind_of(published, settings) -> PipelineKind:
+def _description(kind: PipelineKind, description: str) -> str:
+    """A published pipeline's description starts with its kind (Azure ML keeps no kind): see :func:`_kind_of`."""
+    return f"manymodels {kind} pipeline" + (f": {description}" if description else "")
+
+
+def _kind_of(published: SdkPublishedPipeline, settings: Settings) -> PipelineKind:
     description = (published.description or "").lower()
+    for kind in PipelineKind:
+        if description.startswith(f"manymodels {kind} pipeline"):
+            return kind
+    # published before descriptions started with the kind
     if published.name == settings.forecasting_pipeline_name or PipelineKind.FORECASTING in description:
         return PipelineKind.FORECASTING
     return PipelineKind.TRAINING
 
 
 class AmlPipelineStore(PipelineStore):
-    def __init__(self, workspace: AmlWorkspace, *, workflow_provider=None) -> None:
-        self._workspace = workspace
+    def __init__(self, ws: SdkWorkspace, *, settings: Settings, datasets: AmlDatasetStore,
+                 workflow_provider: Any = None) -> None:
+        self._ws = ws
+        self._settings = settings
+        self._datasets = datasets  # turns a dataset version into what a submission consumes
         self._workflow_provider = workflow_provider  # tests pass a mock of the SDK's service client
-
-    @property
-    def _ws(self):
-        return self._workspace.ws
 
     def publish(
         self,
@@ -59,17 +74,15 @@ class AmlPipelineStore(PipelineStore):
         parameters: Mapping[str, Any] | None = None,
         description: str = "",
     ) -> PublishedPipeline:
-        from pipelines.aml.build import BuildOptions, build_pipeline
-
         kind = PipelineKind(kind)
-        options = BuildOptions.from_settings(self._workspace.settings, **dict(parameters or {}))
+        options = BuildOptions.from_settings(self._settings, **dict(parameters or {}))
         older = self._published(name)
         version = max((_version_number(p.version) for p in older), default=0) + 1
         with tempfile.TemporaryDirectory(prefix="manymodels-publish-") as staging:
             pipeline = build_pipeline(self._ws, kind, options, staging_dir=Path(staging),
                                       workflow_provider=self._workflow_provider)
             with sdk_call(f"publish pipeline {name!r}"):
-                published = pipeline.publish(name=name, description=description or f"manymodels {kind} pipeline",
+                published = pipeline.publish(name=name, description=_description(kind, description),
                                              version=str(version), continue_on_step_failure=False)
         # disable the older ones only once the new one exists: a submit never finds none
         for old in older:
@@ -79,7 +92,7 @@ class AmlPipelineStore(PipelineStore):
 
     def get(self, name: str) -> PublishedPipeline:
         published = self._latest(name)
-        return self._record(published, kind=_kind_of(published, self._workspace.settings))
+        return self._record(published, kind=_kind_of(published, self._settings))
 
     def submit(
         self,
@@ -89,16 +102,14 @@ class AmlPipelineStore(PipelineStore):
         parameters: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> Run:
-        settings = self._workspace.settings
+        settings = self._settings
         published = self._latest(name)
         kind = _kind_of(published, settings)
         params = checked_run_parameters(kind, parameters or {}, base={}, default_mode=settings.training_mode,
                                         allowed=("mode",), backend="Azure ML")
         mode = params.get("mode", "")
         only_changed = kind == PipelineKind.TRAINING and mode == TrainingMode.CHANGED
-        files = self._workspace.datasets.submission(dataset, only_changed=only_changed)
-        from pipelines.aml.build import DATASET_PARAMETER, DATASET_VERSION_PARAMETER
-
+        files = self._datasets.submission(dataset, only_changed=only_changed)
         pipeline_parameters: dict[str, Any] = {DATASET_PARAMETER: files}
         if kind == PipelineKind.TRAINING:
             pipeline_parameters[DATASET_VERSION_PARAMETER] = str(dataset.version)
@@ -115,11 +126,11 @@ class AmlPipelineStore(PipelineStore):
 
     # ------------------------------------------------------------------ internals
 
-    def _published(self, name: str) -> list:
+    def _published(self, name: str) -> list[SdkPublishedPipeline]:
         with sdk_call("list published pipelines"):
             return [p for p in SdkPublishedPipeline.list(self._ws, active_only=True) if p.name == name]
 
-    def _latest(self, name: str):
+    def _latest(self, name: str) -> SdkPublishedPipeline:
         published = self._published(name)
         if not published:
             raise NotFound(f"no enabled published pipeline is called {name!r}: publish it with "
@@ -127,7 +138,7 @@ class AmlPipelineStore(PipelineStore):
         return max(published, key=lambda p: _version_number(p.version))
 
     @staticmethod
-    def _record(published, *, kind: PipelineKind) -> PublishedPipeline:
+    def _record(published: SdkPublishedPipeline, *, kind: PipelineKind) -> PublishedPipeline:
         return PublishedPipeline(
             name=published.name, kind=kind, pipeline_id=published.id,
             version=_version_number(published.version), created=datetime.now(UTC).isoformat(),

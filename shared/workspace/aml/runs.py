@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import Any
 
 from azureml.core import Experiment
 from azureml.core import Run as SdkRun
+from azureml.core import Workspace as SdkWorkspace
 
-from shared.errors import ManyModelsError, OperationTimeout
+from shared.errors import ManyModelsError
+from shared.settings import Settings
 from shared.workspace.aml.sdk_errors import sdk_call
-from shared.workspace.base import PipelineKind, Run, RunStatus, RunStore, SeriesFailure
-
-if TYPE_CHECKING:
-    from shared.workspace.aml.workspace import AmlWorkspace
+from shared.workspace.base import PipelineKind, Run, RunStatus, RunStore
+from shared.workspace.remote_calls import wait_until_final
+from shared.workspace.step_properties import run_counts, run_failures, run_outputs
 
 # Azure ML run statuses (azureml.core.run.RunStatus) -> the product's.
 STATUS = {
@@ -37,17 +36,14 @@ TAG_KIND = "manymodels_kind"
 TAG_DATASET = "dataset_name"
 TAG_DATASET_VERSION = "dataset_version"
 # run properties the pipeline steps set (pipelines/aml/steps): counts, outputs, failures
-COUNT_PROPERTIES = ("models_registered", "models_not_registered", "rows", "failed", "fallback", "series")
-OUTPUT_PROPERTIES = ("predictions",)
 LIST_LIMIT = 100  # runs read per experiment by list()
-POLL_SECONDS = 15.0  # longest pause between two polls of wait(); the first is short
 
 
 def map_status(status: str | None) -> RunStatus:
     return STATUS.get(status or "", RunStatus.RUNNING)
 
 
-def to_run(record: Mapping, *, experiment: str) -> Run:
+def to_run(record: Mapping[str, Any], *, experiment: str) -> Run:
     """A product Run from the SDK's run record, ``Run._run_dto``: ``RunDto.as_dict()``, whose keys
     are the DTO's attribute names (``run_id``, ``created_utc``, ``start_time_utc``; times as ISO 8601
     strings). ``Run.get_details()`` is not used: it has neither the tags nor the creation time."""
@@ -71,46 +67,36 @@ def to_run(record: Mapping, *, experiment: str) -> Run:
         parameters={k[len("param_"):]: v for k, v in tags.items() if k.startswith("param_")},
         tags=tags,
         # when the run was submitted (its record created), not when it started: a run queued
-        # behind another starts later although it is older (shared/ledger.py supersedes)
+        # behind another starts later although it is older (shared/ledger/rollouts.py supersedes)
         submitted=_time(record.get("created_utc")) or "",
         started=_time(record.get("start_time_utc")),
         ended=_time(record.get("end_time_utc")),
-        counts={k: int(properties[k]) for k in COUNT_PROPERTIES if properties.get(k, "").isdigit()},
-        failures=_failures(properties.get("failures")),
-        outputs={k: properties[k] for k in OUTPUT_PROPERTIES if k in properties},
+        counts=run_counts(properties),
+        failures=run_failures(properties),
+        outputs=run_outputs(properties),
         error=message or None,
     )
 
 
-def _time(value) -> str | None:
+def _time(value: object) -> str | None:
     if value is None or value == "":
         return None
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def _failures(text: str | None) -> tuple[SeriesFailure, ...]:
-    if not text:
-        return ()
-    try:
-        items = json.loads(text)
-        return tuple(SeriesFailure(file=str(i.get("file", "")), series=str(i.get("series", "")),
-                                   reason=str(i.get("reason", ""))) for i in items)
-    except (ValueError, AttributeError, TypeError):
-        return ()
+    return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
 
 
 class AmlRunStore(RunStore):
-    def __init__(self, workspace: AmlWorkspace) -> None:
-        self._workspace = workspace
+    def __init__(self, ws: SdkWorkspace, *, settings: Settings) -> None:
+        self._ws = ws
+        self._settings = settings
 
     def get(self, run_id: str) -> Run:
         with sdk_call(f"get run {run_id!r}"):
-            run = SdkRun.get(self._workspace.ws, run_id)  # fetches the run's record afresh
+            run = SdkRun.get(self._ws, run_id)  # fetches the run's record afresh
             record = _record(run)
         return to_run(record, experiment=run.experiment.name)
 
     def list(self, *, status: RunStatus | None = None, kind: PipelineKind | None = None) -> list[Run]:
-        settings = self._workspace.settings
+        settings = self._settings
         names = {PipelineKind.TRAINING: settings.training_pipeline_name,
                  PipelineKind.FORECASTING: settings.forecasting_pipeline_name}
         runs: list[Run] = []
@@ -118,27 +104,17 @@ class AmlRunStore(RunStore):
             if kind is not None and kind != pipeline_kind:
                 continue
             with sdk_call(f"list the runs of experiment {name!r}"):
-                for sdk_run in islice(Experiment(self._workspace.ws, name).get_runs(), LIST_LIMIT):
+                for sdk_run in islice(Experiment(self._ws, name).get_runs(), LIST_LIMIT):
                     runs.append(to_run(_record(sdk_run), experiment=name))
         if status is not None:
             runs = [r for r in runs if r.status == status]
         return sorted(runs, key=lambda r: r.submitted, reverse=True)
 
     def wait(self, run_id: str, *, timeout: float) -> Run:
-        deadline = time.monotonic() + timeout
-        pause = 0.25
-        while True:
-            run = self.get(run_id)
-            if run.status.is_final:
-                return run
-            if time.monotonic() >= deadline:
-                raise OperationTimeout(f"run {run_id} is still {run.status} after {timeout:g} s; "
-                                       "it goes on in Azure ML: check it later with `manymodels status`")
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, POLL_SECONDS)
+        return wait_until_final(self.get, run_id, timeout=timeout)
 
 
-def _record(sdk_run) -> Mapping:
+def _record(sdk_run: Any) -> Mapping[str, Any]:
     """The run's record as the SDK keeps it (``RunBase._run_dto``, azureml/_run_impl/run_base.py in
     azureml-core): a dict with snake_case keys, already fetched by ``Run.get`` and ``get_runs``."""
     record = sdk_run._run_dto

@@ -15,13 +15,15 @@ holds a secret is refused.
 
 from __future__ import annotations
 
+import builtins  # builtins.list: in a class body after `def list`, a bare `list[...]` names the method
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from azureml.core import Model, Webservice
+from azureml.core import Workspace as SdkWorkspace
 from azureml.core.compute import AksCompute
 from azureml.core.model import InferenceConfig
 from azureml.core.webservice import AciWebservice, AksWebservice
@@ -30,6 +32,7 @@ from pipelines.aml.environments import scoring_environment
 from shared.deploy_config import concurrency
 from shared.errors import InvalidValue, NotFound, Unavailable
 from shared.paths import REPO_ROOT
+from shared.settings import Settings
 from shared.workspace.aml.sdk_errors import sdk_call
 from shared.workspace.base import (
     ModelRecord,
@@ -40,9 +43,12 @@ from shared.workspace.base import (
     ServiceState,
     ServiceStore,
 )
-
-if TYPE_CHECKING:
-    from shared.workspace.aml.workspace import AmlWorkspace
+from shared.workspace.service_environment import (
+    SECRET_ENV,
+    SERVICE_KEYS_ENV,
+    VAULT_ENV,
+    environment_without_secrets,
+)
 
 STATE = {
     "Healthy": ServiceState.HEALTHY,
@@ -54,14 +60,9 @@ STATE = {
 COMPUTE_TYPE = {"ACI": ServiceKind.ACI, "AKS": ServiceKind.AKS}
 # the router's {service: key} (shared/flows/deploy.py KEYS_ENV) and what names it in Key Vault
 # instead (scoring/service_keys.py); tests/unit/test_aml_adapter.py keeps the names equal
-SERVICE_KEYS_ENV = "MANYMODELS_SERVICE_KEYS"
-VAULT_ENV = "MANYMODELS_SERVICE_KEYS_VAULT"
-SECRET_ENV = "MANYMODELS_SERVICE_KEYS_SECRET"
-_SECRET_WORDS = {"KEY", "KEYS", "SECRET", "SECRETS", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS",
-                 "SAS", "CONNECTIONSTRING"}
 
 
-def to_service(service) -> Service:
+def to_service(service: Webservice) -> Service:
     kind = COMPUTE_TYPE.get(str(getattr(service, "compute_type", "")).upper(), ServiceKind.ACI)
     models = tuple(f"{m.name}:{m.version}" for m in (getattr(service, "models", None) or []))
     updated = getattr(service, "updated_time", None) or getattr(service, "created_time", None)
@@ -73,7 +74,7 @@ def to_service(service) -> Service:
     )
 
 
-def deployment_config(config: ServiceConfig):
+def deployment_config(config: ServiceConfig) -> Any:
     """The SDK deployment configuration (``AciWebservice``/``AksWebservice.deploy_configuration``)."""
     tags = dict(config.tags) or None
     if config.kind == ServiceKind.ACI:
@@ -86,34 +87,18 @@ def deployment_config(config: ServiceConfig):
     raise InvalidValue(f"service kind {config.kind!r} is not allowed on Azure ML: expected 'aci' or 'aks'")
 
 
-def looks_secret(variable: str) -> bool:
-    """``API_KEY``, ``DB_PASSWORD``, ``AzureWebJobsStorage``-like connection strings, ..."""
-    words = set(re.split(r"[^A-Z0-9]+", variable.upper()))
-    return bool(words & _SECRET_WORDS) or "CONNECTION_STRING" in variable.upper()
-
-
 def secret_name(service: str) -> str:
     """The Key Vault secret holding ``service``'s group keys (names: letters, digits, dashes)."""
     return re.sub(r"[^A-Za-z0-9-]+", "-", f"{service}-service-keys")[:127]
 
 
-def vault_url(ws) -> str:
+def vault_url(ws: SdkWorkspace) -> str:
     """``https://<vault>.vault.azure.net`` of the workspace's Key Vault (its ARM id is in the details)."""
     resource_id = str((ws.get_details() or {}).get("keyVault") or "")
     name = resource_id.rstrip("/").rsplit("/", 1)[-1]
     if not name:
         raise Unavailable("the workspace's details name no Key Vault (keyVault): the router's keys cannot be stored")
     return f"https://{name}.vault.azure.net"
-
-
-def environment_without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
-    """``environment`` checked to hold no secret: a stored environment definition is readable by all."""
-    secret = sorted(k for k in environment if looks_secret(k) and k not in (VAULT_ENV, SECRET_ENV))
-    if secret:
-        raise InvalidValue(f"environment variables {', '.join(secret)} look like secrets and are not allowed in an "
-                           "Azure ML environment (every reader of the workspace can read it): read them at run "
-                           "time from Key Vault instead")
-    return dict(environment)
 
 
 def inference_config(config: ServiceConfig) -> InferenceConfig:
@@ -125,18 +110,15 @@ def inference_config(config: ServiceConfig) -> InferenceConfig:
                            "deployment config")
     # one environment per entry script; neither holds a secret (the router's names its Key Vault secret)
     environment = scoring_environment(f"manymodels-{script.stem.replace('_', '-')}")
-    environment.environment_variables = {**environment.environment_variables,
-                                         **environment_without_secrets(config.environment)}
+    stored = environment_without_secrets(config.environment, where="an Azure ML environment")
+    environment.environment_variables = {**environment.environment_variables, **stored}
     return InferenceConfig(entry_script=script.name, source_directory=str(source), environment=environment)
 
 
 class AmlServiceStore(ServiceStore):
-    def __init__(self, workspace: AmlWorkspace) -> None:
-        self._workspace = workspace
-
-    @property
-    def _ws(self):
-        return self._workspace.ws
+    def __init__(self, ws: SdkWorkspace, *, settings: Settings) -> None:
+        self._ws = ws
+        self._settings = settings
 
     def list(self, *, kind: ServiceKind | None = None) -> list[Service]:
         compute_type = {ServiceKind.ACI: "ACI", ServiceKind.AKS: "AKS"}.get(kind) if kind else None
@@ -214,26 +196,26 @@ class AmlServiceStore(ServiceStore):
             vault = vault_url(self._ws)
         return replace(config, environment={**environment, VAULT_ENV: vault, SECRET_ENV: secret})
 
-    def _sdk_service(self, name: str):
+    def _sdk_service(self, name: str) -> Webservice:
         with sdk_call(f"get webservice {name!r}"):
             return Webservice(self._ws, name)
 
-    def _models(self, records: Sequence[ModelRecord]) -> list:
+    def _models(self, records: Sequence[ModelRecord]) -> builtins.list[Model]:
         if not records:
             raise InvalidValue("a webservice needs at least one model")
         with sdk_call("get the models to deploy"):
             return [Model(self._ws, name=r.name, version=int(r.version)) for r in records]
 
-    def _target(self, config: ServiceConfig):
+    def _target(self, config: ServiceConfig) -> AksCompute | None:
         if config.kind != ServiceKind.AKS:
             return None
-        aks_name = self._workspace.settings.aks_name
+        aks_name = self._settings.aks_name
         if not aks_name:
             raise InvalidValue("AKS deployments need AKS_NAME: the AKS compute target attached to the workspace")
         with sdk_call(f"get AKS compute target {aks_name!r}"):
             return AksCompute(self._ws, aks_name)
 
-    def _wait(self, service, name: str, timeout: float) -> Service:
+    def _wait(self, service: Webservice, name: str, timeout: float) -> Service:
         with sdk_call(f"wait for webservice {name!r}"):
             service.wait_for_deployment(show_output=False, timeout_sec=int(timeout))
         record = to_service(service)

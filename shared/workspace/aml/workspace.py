@@ -10,18 +10,26 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.settings import Settings
 from shared.storage.account import StorageAccount
+from shared.workspace.aml.datasets import AmlDatasetStore
+from shared.workspace.aml.models import AmlModelRegistry
+from shared.workspace.aml.pipelines import AmlPipelineStore
+from shared.workspace.aml.runs import AmlRunStore
 from shared.workspace.aml.sdk_errors import sdk_call
+from shared.workspace.aml.services import AmlServiceStore
 from shared.workspace.base import Workspace
+
+if TYPE_CHECKING:  # for the annotation only: _credential imports it when first called
+    from azure.identity import DefaultAzureCredential
 
 log = logging.getLogger(__name__)
 
 
 @functools.cache
-def _credential():
+def _credential() -> DefaultAzureCredential:
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
@@ -33,8 +41,8 @@ def token_for_audience(audience: str) -> str:
     return _credential().get_token(scope).token
 
 
-def connect(settings: Settings):
-    """The SDK's ``Workspace`` named by the settings."""
+def connect(settings: Settings) -> Any:
+    """The SDK's ``Workspace`` named by the settings (azureml-core has no type hints: ``Any``)."""
     from azureml.core import Workspace as SdkWorkspace
     from azureml.core.authentication import TokenAuthentication
 
@@ -53,21 +61,15 @@ class AzureMlEvents:
 
 
 class AmlWorkspace(Workspace):
-    def __init__(self, settings: Settings, ws) -> None:
-        from shared.workspace.aml.datasets import AmlDatasetStore
-        from shared.workspace.aml.models import AmlModelRegistry
-        from shared.workspace.aml.pipelines import AmlPipelineStore
-        from shared.workspace.aml.runs import AmlRunStore
-        from shared.workspace.aml.services import AmlServiceStore
-
+    def __init__(self, settings: Settings, ws: Any) -> None:
         self.settings = settings
         self.ws = ws
         self.storage = StorageAccount(settings.storage_connection)
-        self.datasets = AmlDatasetStore(self)
-        self.pipelines = AmlPipelineStore(self)
-        self.runs = AmlRunStore(self)
-        self.models = AmlModelRegistry(self)
-        self.services = AmlServiceStore(self)
+        self.datasets = AmlDatasetStore(ws, storage=self.storage)
+        self.pipelines = AmlPipelineStore(ws, settings=settings, datasets=self.datasets)
+        self.runs = AmlRunStore(ws, settings=settings)
+        self.models = AmlModelRegistry(ws)
+        self.services = AmlServiceStore(ws, settings=settings)
         self.events = AzureMlEvents()
 
     @classmethod

@@ -16,6 +16,7 @@ index, so ``list(tags={"Brand": "dominicks"})`` is an index lookup.
 
 from __future__ import annotations
 
+import builtins  # builtins.list: in a class body after `def list`, a bare `list[...]` names the method
 import contextlib
 import json
 import os
@@ -328,7 +329,7 @@ class LocalModelRegistry(ModelRegistry):
 
     supports_delete = True
 
-    def delete_versions(self, versions: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    def delete_versions(self, versions: Iterable[tuple[str, int]]) -> builtins.list[tuple[str, int]]:
         """Delete model versions: rows in one transaction, then their artifact folders.
 
         Rows go first: a crash in between leaves a folder nobody lists (harmless), never a listed

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,26 +27,29 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.errors import Conflict, InvalidValue, NotFound
 from shared.paths import REPO_ROOT
 from shared.processes import runs_command
+from shared.settings import Settings
 from shared.workspace.base import (
     DatasetVersion,
+    EventSink,
     PipelineKind,
     PipelineStore,
     PublishedPipeline,
     Run,
     RunStatus,
+    TrainingMode,
 )
+from shared.workspace.dataset_versions import changed_files
 from shared.workspace.local import events as workspace_events
-from shared.workspace.local.db import dumps, loads, utc_now
+from shared.workspace.local.db import Database, dumps, loads, utc_now
+from shared.workspace.local.run_folder import run_dir
+from shared.workspace.local.runs import LocalRunStore
 from shared.workspace.parallel_config import load_parallel_config
 from shared.workspace.run_parameters import run_parameters as checked_run_parameters
-
-if TYPE_CHECKING:
-    from shared.workspace.local.workspace import LocalWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,13 @@ _PASSED_SETTINGS = {"AzureWebJobsStorage": "storage_connection", "PREDICTIONS_CO
 
 
 class LocalPipelineStore(PipelineStore):
-    def __init__(self, workspace: LocalWorkspace) -> None:
-        self.ws = workspace
-        self.db = workspace.db
+    def __init__(self, db: Database, *, runs: LocalRunStore, events: EventSink, settings: Settings,
+                 home: Path) -> None:
+        self.db = db
+        self.runs = runs
+        self.events = events  # where a run's end is published (RunStatusChanged Failed for a dead runner)
+        self.settings = settings
+        self.home = home
 
     # ------------------------------------------------------------------ publish / get
 
@@ -114,7 +122,8 @@ class LocalPipelineStore(PipelineStore):
 
     def list(self, *, name: str | None = None, enabled: bool | None = True) -> list[PublishedPipeline]:
         """Published pipelines, by name then newest version first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if name is not None:
             where.append("name = ?")
             args.append(name)
@@ -142,7 +151,9 @@ class LocalPipelineStore(PipelineStore):
         """
         pipeline = self._published_or_default(name)
         run_parameters = checked_run_parameters(pipeline.kind, parameters or {}, base=pipeline.parameters,
-                                         default_mode=self.ws.settings.training_mode, pin_schema=True)
+                                         default_mode=self.settings.training_mode, pin_schema=True)
+        if pipeline.kind == PipelineKind.TRAINING and run_parameters.get("mode") == TrainingMode.CHANGED:
+            changed_files(dataset)  # refuses a version with nothing to train, before any run exists
         run_id = str(uuid.uuid4())
         run = Run(
             run_id=run_id, pipeline=name, kind=pipeline.kind, experiment=name, status=RunStatus.QUEUED,
@@ -152,11 +163,11 @@ class LocalPipelineStore(PipelineStore):
                   "pipeline_id": pipeline.pipeline_id},
             submitted=utc_now(), outputs={"run_dir": str(self.run_dir(run_id))},
         )
-        created = self.ws.runs.create(run)
+        created = self.runs.create(run)
         try:
             self._start_runner(created)
         except BaseException as e:  # a run nobody will execute must not stay queued
-            self.ws.runs.update(run_id, status=RunStatus.FAILED, ended=utc_now(),
+            self.runs.update(run_id, status=RunStatus.FAILED, ended=utc_now(),
                                 error=f"the runner process could not start: {type(e).__name__}: {e}")
             raise
         return created
@@ -168,33 +179,33 @@ class LocalPipelineStore(PipelineStore):
             kind = self._default_kind(name)
             if kind is None:
                 raise
-        log.warning("pipeline %s was never published in %s: publishing it now from %s", name, self.ws.home,
+        log.warning("pipeline %s was never published in %s: publishing it now from %s", name, self.home,
                     "pipelines/configuration")
         return self.publish(name, kind, description=f"default {kind} pipeline (published on first submit)")
 
     def _default_kind(self, name: str) -> PipelineKind | None:
-        settings = self.ws.settings
+        settings = self.settings
         return {settings.training_pipeline_name: PipelineKind.TRAINING,
                 settings.forecasting_pipeline_name: PipelineKind.FORECASTING}.get(name)
 
     def _defaults_text(self) -> str:
-        s = self.ws.settings
+        s = self.settings
         return f"{s.training_pipeline_name!r} and {s.forecasting_pipeline_name!r}"
 
     # ------------------------------------------------------------------ runner processes
 
     def run_dir(self, run_id: str) -> Path:
-        return self.ws.home / "runs" / run_id
+        return run_dir(self.home, run_id)
 
     def _start_runner(self, run: Run) -> None:
         folder = self.run_dir(run.run_id)
         (folder / "logs").mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        env["MANYMODELS_HOME"] = str(self.ws.home)
+        env["MANYMODELS_HOME"] = str(self.home)
         env["MANYMODELS_BACKEND"] = "local"
         for variable, attribute in _PASSED_SETTINGS.items():
-            env[variable] = str(getattr(self.ws.settings, attribute))
-        cmd = [sys.executable, "-m", RUNNER_MODULE, "--home", str(self.ws.home), "--run-id", run.run_id]
+            env[variable] = str(getattr(self.settings, attribute))
+        cmd = [sys.executable, "-m", RUNNER_MODULE, "--home", str(self.home), "--run-id", run.run_id]
         with open(folder / "logs" / RUNNER_LOG, "ab") as out:
             process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                        cwd=REPO_ROOT, env=env, start_new_session=True)
@@ -216,7 +227,7 @@ class LocalPipelineStore(PipelineStore):
     def notice_dead_runner(self, run: Run) -> Run:
         """``run`` failed (and ``RunStatusChanged`` Failed published) when it is not final and its
         runner process is gone, or never started; otherwise ``run`` as it is. The run store calls
-        this whenever it reads an unfinished run."""
+        this from ``fail_lost`` (the reconcile flow) and ``wait``, never from a read."""
         if run.status.is_final:
             return run
         alive = self.runner_alive(run.run_id)
@@ -228,17 +239,17 @@ class LocalPipelineStore(PipelineStore):
         else:
             return run
         try:
-            final = self.ws.runs.update(run.run_id, status=RunStatus.FAILED, ended=utc_now(), error=error)
+            final = self.runs.update(run.run_id, status=RunStatus.FAILED, ended=utc_now(), error=error)
         except Conflict:  # it ended meanwhile
-            return self.ws.runs.get(run.run_id)
-        self.ws.events.publish([workspace_events.run_failed(final)])
+            return self.runs.get(run.run_id)
+        self.events.publish([workspace_events.run_failed(final)])
         return final
 
     def close(self) -> None:
         """Runners are detached: they keep running (and finish their runs) after this process ends."""
 
 
-def _pipeline(row) -> PublishedPipeline:
+def _pipeline(row: sqlite3.Row) -> PublishedPipeline:
     return PublishedPipeline(name=row["name"], kind=PipelineKind(row["kind"]), pipeline_id=row["pipeline_id"],
                              version=row["version"], created=row["created"], parameters=loads(row["parameters"]),
                              enabled=bool(row["enabled"]))

@@ -41,18 +41,14 @@ from shared.errors import Conflict
 from shared.settings import Settings
 from shared.workspace.base import PipelineKind, Run, RunStatus
 from shared.workspace.local.db import connect, utc_now
+from shared.workspace.local.run_folder import run_dir
 from shared.workspace.local.runner_pool import LocalParallelRun
 from shared.workspace.local.runs import LocalRunStore
 from shared.workspace.parallel_config import CONFIG_DIR, ParallelRunConfig, load_parallel_config
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
 DEFAULT_SETTINGS_FILE = CONFIG_DIR / "script_settings.json"
-
-
-def run_dir(home: Path, run_id: str) -> Path:
-    return Path(home) / "runs" / run_id
 
 
 def run_config(run: Run) -> ParallelRunConfig:
@@ -131,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if started is None:
         return 0
     run, pool = started
-    from shared.workspace.local import runner_job
+    from shared.workspace.local import runner_job  # after the pool started: it imports the later steps' modules
 
     threading.Thread(target=runner_job.warm_up, args=(run.kind,), name="warm-up", daemon=True).start()
     final = runner_job.execute(settings, runs, run, pool)

@@ -14,7 +14,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ from shared.workspace.local import events as workspace_events
 from shared.workspace.local import runner_inputs
 from shared.workspace.local.datasets import LocalDatasetStore
 from shared.workspace.local.db import connect, utc_now
-from shared.workspace.local.runner import RESULTS_FILE, run_dir
+from shared.workspace.local.run_folder import RESULTS_FILE, run_dir
 from shared.workspace.local.runner_pool import LocalParallelRun, ParallelOutcome
 from shared.workspace.local.runner_progress import ProgressReporter
 from shared.workspace.local.runs import LocalRunStore
@@ -229,7 +229,7 @@ def spread_subfolders(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _forecast_series(schema: DatasetSchema):
+def _forecast_series(schema: DatasetSchema) -> Callable[[Mapping[str, Any]], str]:
     def series_of(record: Mapping[str, Any]) -> str:
         try:
             return schema.series_id(record)
@@ -242,6 +242,7 @@ def _forecast_series(schema: DatasetSchema):
 def execute(settings: Settings, runs: LocalRunStore, run: Run, pool: LocalParallelRun) -> Run:
     """Run ``run`` to its end on ``pool`` (already started); returns the final run."""
     job = RunExecution(settings, runs, run, pool)
+    error: str | None
     status, error = RunStatus.FAILED, "the runner stopped before the run ended"
     try:
         job.execute()
@@ -270,12 +271,16 @@ def _finish(job: RunExecution, status: RunStatus, error: str | None) -> Run:
     if error:
         log.error("run %s failed: %s", job.run.run_id, error)
     job.write_results(status, error)
-    changes = {"status": status, "ended": utc_now(), "counts": job.counts, "failures": job.failures,
-               "outputs": job.outputs, "error": error}
+    ended = utc_now()
+
+    def record_end(runs: LocalRunStore) -> Run:
+        return runs.update(job.run.run_id, status=status, ended=ended, counts=job.counts, failures=job.failures,
+                           outputs=job.outputs, error=error)
+
     try:
-        final = job.runs.update(job.run.run_id, **changes)
+        final = record_end(job.runs)
     except RuntimeError:  # SIGTERM landed inside a transaction on this connection: use a fresh one
-        final = LocalRunStore(connect(job.home)).update(job.run.run_id, **changes)
+        final = record_end(LocalRunStore(connect(job.home)))
     build = workspace_events.run_completed if status == RunStatus.COMPLETED else workspace_events.run_failed
     job.workspace.events.publish([build(final)])
     log.info("run %s %s: %s", final.run_id, final.status, json.dumps(dict(final.counts), sort_keys=True))

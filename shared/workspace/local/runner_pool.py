@@ -37,14 +37,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.paths import REPO_ROOT
 from shared.workspace.local import runner_worker
 from shared.workspace.parallel_config import OutputAction, ParallelRunConfig
+
+if TYPE_CHECKING:  # the contexts that have .Process (BaseContext has not); ForkServerContext is not on Windows
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ class LocalParallelRun:
         self.on_progress = on_progress
         self._workers: list[_Worker] = []
         self._next_index = 0
-        self._context: BaseContext | None = None
+        self._context: ForkServerContext | SpawnContext | None = None
         # init() gets longer than run(): it may load many models
         self._init_timeout = max(3 * config.run_invocation_timeout, 120)
         self._init_deaths = 0  # processes in a row that died in init() (one getting ready resets it)
@@ -202,7 +204,7 @@ class LocalParallelRun:
         self._expire()
         self._progress()
 
-    def _fork_server(self) -> BaseContext:
+    def _fork_server(self) -> ForkServerContext | SpawnContext:
         if self._context is None:
             if "forkserver" in multiprocessing.get_all_start_methods():
                 self._context = multiprocessing.get_context("forkserver")

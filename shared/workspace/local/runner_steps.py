@@ -26,7 +26,7 @@ from shared.workspace.base import NewModel, SeriesFailure
 from shared.workspace.local.models import LocalModelRegistry
 from shared.workspace.local.runner_inputs import RunInputs
 from shared.workspace.local.runner_pool import ParallelOutcome
-from shared.workspace.local.runner_worker import RowBatch
+from shared.workspace.local.runner_worker import RowBatch, row_batch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,8 +69,6 @@ def as_row_batch(result: Any) -> RowBatch | None:
     if isinstance(result, RowBatch):
         return result
     if hasattr(result, "to_csv") and hasattr(result, "columns"):
-        from shared.workspace.local.runner_worker import row_batch
-
         return row_batch(result)
     return None
 
@@ -164,7 +162,7 @@ def read_manifest(output_dir: Path, rows: Sequence[RowBatch] | pd.DataFrame) -> 
 def _registrable(rows: Sequence[RowBatch] | pd.DataFrame) -> set[str] | None:
     """Model names of the ok/fallback rows (None: the rows do not say, so every manifest entry counts)."""
     batches = list(rows) if isinstance(rows, list | tuple) else [as_row_batch(rows)]
-    wanted = None
+    wanted: set[str] | None = None
     for batch in batches:
         names, statuses = (batch.column("model_name"), batch.column("status")) if batch else (None, None)
         if names is None or statuses is None:

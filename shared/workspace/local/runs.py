@@ -7,7 +7,9 @@ the local pipeline runner writes with: :meth:`LocalRunStore.create` and
 
 from __future__ import annotations
 
+import builtins  # builtins.list: in a class body after `def list`, a bare `list[...]` names the method
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,9 +26,10 @@ _WAIT_MAX_DELAY = 2.0
 class LocalRunStore(RunStore):
     """Runs in SQLite.
 
-    ``notice_dead_runner`` is how a run whose runner process died gets failed when it is read,
-    as Azure ML fails a run whose node is lost: callers of the port never need to know that local
-    runs are processes of this machine.
+    ``notice_dead_runner`` is how a run whose runner process died gets failed, as Azure ML fails a
+    run whose node is lost: by :meth:`fail_lost` (the reconcile flow) and while :meth:`wait` waits
+    for it, never by a read. Callers of the port never need to know that local runs are processes
+    of this machine.
     """
 
     def __init__(self, db: Database, *, notice_dead_runner: Callable[[Run], Run] | None = None) -> None:
@@ -121,10 +124,19 @@ class LocalRunStore(RunStore):
     # ------------------------------------------------------------------ RunStore
 
     def get(self, run_id: str) -> Run:
-        run = self._load(run_id)
-        if self._notice_dead_runner is not None and not run.status.is_final:
-            return self._notice_dead_runner(run)
-        return run
+        return self._load(run_id)
+
+    def fail_lost(self) -> list[Run]:
+        if self._notice_dead_runner is None:
+            return []
+        unfinished = [*self.list(status=RunStatus.QUEUED), *self.list(status=RunStatus.RUNNING)]
+        noticed = (self._notice_dead_runner(run) for run in unfinished)
+        return [run for run in noticed if run.status.is_final]
+
+    def _noticed(self, run: Run) -> Run:
+        if self._notice_dead_runner is None or run.status.is_final:
+            return run
+        return self._notice_dead_runner(run)
 
     def _load(self, run_id: str) -> Run:
         with self.db.snapshot() as conn:
@@ -162,7 +174,7 @@ class LocalRunStore(RunStore):
         deadline = time.monotonic() + timeout
         delay = _WAIT_FIRST_DELAY
         while True:
-            run = self.get(run_id)
+            run = self._noticed(self.get(run_id))  # a runner that died never ends its run: end it here
             if run.status.is_final:
                 return run
             remaining = deadline - time.monotonic()
@@ -176,7 +188,7 @@ class LocalRunStore(RunStore):
 
     supports_delete = True
 
-    def delete_runs(self, run_ids: Sequence[str]) -> list[str]:
+    def delete_runs(self, run_ids: Sequence[str]) -> builtins.list[str]:
         """Delete final runs: their rows in one transaction (failures cascade), then their folders
         ``<home>/runs/<run_id>`` (shared/workspace/local/runner.py ``run_dir``). A run that is not
         final is never deleted, whatever the caller asks: its runner may still write there."""
@@ -197,12 +209,12 @@ class LocalRunStore(RunStore):
         return deleted
 
 
-def _insert_failures(conn, run_id: str, failures: Sequence[SeriesFailure], *, first: int) -> None:
+def _insert_failures(conn: sqlite3.Connection, run_id: str, failures: Sequence[SeriesFailure], *, first: int) -> None:
     conn.executemany("INSERT INTO run_failures (run_id, ordinal, file, series, reason) VALUES (?, ?, ?, ?, ?)",
                      ((run_id, first + i, f.file, f.series, f.reason) for i, f in enumerate(failures)))
 
 
-def _run(row, failures) -> Run:
+def _run(row: sqlite3.Row, failures: Sequence[sqlite3.Row]) -> Run:
     return Run(
         run_id=row["run_id"],
         pipeline=row["pipeline"],

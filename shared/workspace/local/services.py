@@ -1,6 +1,6 @@
 """Local scoring services: each one an azureml-inference-server-http process on 127.0.0.1.
 
-``LocalServiceStore(workspace)`` implements :class:`~shared.workspace.base.ServiceStore` for the
+``LocalServiceStore(db, home=...)`` implements :class:`~shared.workspace.base.ServiceStore` for the
 local target. A service is fed a model directory in Azure ML's multi-model layout
 (``<dir>/<name>/<version>/``, symlinks into ``<home>/models``), started in its own session (it
 outlives the CLI; pid and ports are kept in the ``services`` table) and counts as deployed only
@@ -25,6 +25,7 @@ Layout: ``<home>/services/<name>/<generation>/{models/, service.log, process.jso
 
 from __future__ import annotations
 
+import builtins  # builtins.list: in a class body after `def list`, a bare `list[...]` names the method
 import contextlib
 import fcntl
 import json
@@ -35,7 +36,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.errors import InvalidValue, NotFound, Unavailable
 from shared.paths import REPO_ROOT
@@ -50,10 +51,7 @@ from shared.workspace.base import (
     ServiceStore,
 )
 from shared.workspace.local import service_process as proc
-from shared.workspace.local.db import dumps, loads, utc_now
-
-if TYPE_CHECKING:
-    from shared.workspace.local.workspace import LocalWorkspace
+from shared.workspace.local.db import Database, dumps, loads, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +66,9 @@ def _public_env(environment: dict[str, str]) -> dict[str, str]:
 
 
 class LocalServiceStore(ServiceStore):
-    def __init__(self, workspace: LocalWorkspace) -> None:
-        self.workspace = workspace
-        self.db = workspace.db
-        self.home = Path(workspace.home).resolve()
+    def __init__(self, db: Database, *, home: Path) -> None:
+        self.db = db
+        self.home = Path(home).resolve()
         self.root = self.home / "services"
 
     # ------------------------------------------------------------------ reading
@@ -205,7 +202,7 @@ class LocalServiceStore(ServiceStore):
         tmp.write_text(json.dumps({**info.to_dict(), "name": name}))
         tmp.replace(generation / RECORD_FILE)
 
-    def _save(self, name: str, info: proc.ProcessInfo, models: list[str], config: ServiceConfig) -> None:
+    def _save(self, name: str, info: proc.ProcessInfo, models: builtins.list[str], config: ServiceConfig) -> None:
         process = {**info.to_dict(), "config": {
             "kind": str(config.kind), "entry_script": config.entry_script, "cpu_cores": config.cpu_cores,
             "memory_gb": config.memory_gb, "environment": _public_env(dict(config.environment)),
@@ -263,21 +260,21 @@ class LocalServiceStore(ServiceStore):
                     tx.execute("DELETE FROM services WHERE name = ?", (name,))
             shutil.rmtree(self.root / name, ignore_errors=True)
 
-    def delete_all(self) -> list[str]:
+    def delete_all(self) -> builtins.list[str]:
         """Delete every local service (``manymodels deploy --target local --delete-all``), in parallel."""
         names = [s.name for s in self.list()]
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(self.delete, self._names()))
         return names
 
-    def stop_all(self) -> list[str]:
+    def stop_all(self) -> builtins.list[str]:
         """Stop every service process of this home, recorded or stray, keeping the records
         (``manymodels down``); returns the names of the recorded services stopped."""
         with ThreadPoolExecutor(max_workers=8) as pool:
             stopped = list(pool.map(self._stop_one, self._names()))
         return [name for name in stopped if name]
 
-    def _names(self) -> list[str]:
+    def _names(self) -> builtins.list[str]:
         """The recorded services and those a process of this home serves (recorded or not)."""
         recorded = [s.name for s in self.list()]
         running = {n for n, _ in proc.running_in(self.home).values() if n and n not in recorded}
@@ -298,7 +295,7 @@ class LocalServiceStore(ServiceStore):
                            (str(ServiceState.UNHEALTHY), STOPPED, utc_now(), name))
             return name if alive else None
 
-    def restart_stale(self, *, timeout: float = 120) -> list[str]:
+    def restart_stale(self, *, timeout: float = 120) -> builtins.list[str]:
         """Start again every recorded service whose process is gone (after a reboot or ``down``).
 
         Each keeps its port when it is still free. Returns the names restarted; a service that
@@ -347,7 +344,7 @@ class LocalServiceStore(ServiceStore):
 
     _KEEP = object()
 
-    def _stop_strays(self, name: str, *, wait: bool, recorded: Any = _KEEP) -> list[int]:
+    def _stop_strays(self, name: str, *, wait: bool, recorded: Any = _KEEP) -> builtins.list[int]:
         """Stop the processes of this home serving ``name`` that its record does not point at
         (``recorded=None``: all of them). The caller holds the lock of ``name``: nobody is starting
         one of its processes meanwhile. Returns the pids stopped."""
@@ -373,7 +370,7 @@ class LocalServiceStore(ServiceStore):
                     self._remove_generation(generation)
         return sorted(strays)
 
-    def _records(self, name: str) -> list[proc.ProcessInfo]:
+    def _records(self, name: str) -> builtins.list[proc.ProcessInfo]:
         infos = []
         for path in (self.root / name).glob(f"*/{RECORD_FILE}"):
             with contextlib.suppress(OSError, ValueError):

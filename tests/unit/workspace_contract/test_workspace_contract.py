@@ -1,7 +1,8 @@
 """The workspace contract: what every backend (local, Azure ML) must do, tested once through the port.
 
 Backends come from ``WORKSPACE_FACTORIES`` in this folder's conftest.py; nothing here knows
-which one it runs on.
+which one it runs on. Where backends differ on purpose, a test reads the backend's capability
+fields (conftest.ContractBackend), never its name.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from shared.ledger import parse_time
 from shared.workspace.base import (
     DatasetFile,
     DatasetMode,
+    DatasetVersion,
+    ModelRecord,
     NewModel,
     PipelineKind,
+    PublishedPipeline,
     Run,
     RunStatus,
     SeriesFailure,
+    ServiceConfig,
+    ServiceKeys,
+    ServiceState,
     Workspace,
 )
 
@@ -235,7 +242,7 @@ def test_runs_are_read_back_and_listed_newest_first(backend, workspace: Workspac
 
 
 def test_runs_keep_their_submission_start_and_end_times(backend, workspace: Workspace):
-    """``submitted`` orders runs (and rollouts, shared/ledger.py supersedes): it is the submission
+    """``submitted`` orders runs (and rollouts, shared/ledger/rollouts.py supersedes): it is the submission
     time, also for a run that started after a younger one."""
     backend.add_run(replace(new_run("old", submitted="2026-01-01T00:00:00Z", status=RunStatus.COMPLETED),
                             started="2026-01-01T02:00:00Z", ended="2026-01-01T02:30:00Z"))
@@ -269,7 +276,196 @@ def test_wait_gives_up_after_the_timeout(backend, workspace: Workspace):
         workspace.runs.wait("run-1", timeout=0.2)
 
 
+# --------------------------------------------------------------------------- pipelines
+
+TRAINING = "manymodels-training"  # TRAINING_PIPELINE_NAME: the AML run store lists the runs of these two
+FORECASTING = "manymodels-forecasting"
+
+
+def train_dataset(workspace: Workspace) -> DatasetVersion:
+    return workspace.datasets.register("train", [f("A.csv"), f("B.csv")], datastore=STORE)
+
+
+def test_publish_numbers_versions_per_name_and_get_answers_the_newest(workspace: Workspace):
+    first = workspace.pipelines.publish(TRAINING, PipelineKind.TRAINING)
+    assert isinstance(first, PublishedPipeline)
+    assert (first.name, first.kind, first.version, first.enabled) == (TRAINING, PipelineKind.TRAINING, 1, True)
+    assert first.pipeline_id
+    second = workspace.pipelines.publish(TRAINING, PipelineKind.TRAINING)
+    assert second.version == 2 and second.pipeline_id != first.pipeline_id
+    other = workspace.pipelines.publish(FORECASTING, PipelineKind.FORECASTING)
+    assert (other.version, other.kind) == (1, PipelineKind.FORECASTING)  # numbered per name
+    got = workspace.pipelines.get(TRAINING)  # the older one of the name is disabled
+    assert (got.pipeline_id, got.version, got.kind, got.enabled) == (second.pipeline_id, 2, PipelineKind.TRAINING,
+                                                                    True)
+    assert workspace.pipelines.get(FORECASTING).pipeline_id == other.pipeline_id
+
+
+def test_a_pipeline_keeps_its_kind_whatever_its_name_and_description(workspace: Workspace):
+    workspace.pipelines.publish("nightly", PipelineKind.FORECASTING, description="runs every night")
+    workspace.pipelines.publish("weekly-forecasting-refit", PipelineKind.TRAINING, description="refits models")
+    assert workspace.pipelines.get("nightly").kind == PipelineKind.FORECASTING
+    assert workspace.pipelines.get("weekly-forecasting-refit").kind == PipelineKind.TRAINING
+
+
+def test_unknown_pipeline_is_not_found(workspace: Workspace):
+    with pytest.raises(NotFound, match="never-published"):
+        workspace.pipelines.get("never-published")
+
+
+def test_submit_returns_a_queued_run_of_what_was_asked(workspace: Workspace):
+    dataset = train_dataset(workspace)
+    workspace.pipelines.publish(TRAINING, PipelineKind.TRAINING)
+    run = workspace.pipelines.submit(TRAINING, dataset, parameters={"mode": "all"}, tags={"batch": "b1"})
+    assert isinstance(run, Run) and run.run_id
+    assert (run.pipeline, run.kind, run.status) == (TRAINING, PipelineKind.TRAINING, RunStatus.QUEUED)
+    assert (run.dataset_name, run.dataset_version) == ("train", 1)
+    assert run.parameters["mode"] == "all" and run.tags["batch"] == "b1"
+    assert parse_time(run.submitted)
+    stored = workspace.runs.get(run.run_id)
+    assert (stored.kind, stored.status, stored.dataset_name, stored.dataset_version) == (
+        PipelineKind.TRAINING, RunStatus.QUEUED, "train", 1)
+    assert stored.tags["batch"] == "b1"
+    assert [r.run_id for r in workspace.runs.list(kind=PipelineKind.TRAINING)] == [run.run_id]
+
+
+def test_a_training_run_without_a_mode_gets_training_mode(workspace: Workspace):
+    dataset = train_dataset(workspace)
+    workspace.pipelines.publish(TRAINING, PipelineKind.TRAINING)
+    run = workspace.pipelines.submit(TRAINING, dataset)
+    assert run.parameters["mode"] == "changed"  # TRAINING_MODE's default (shared/settings.py)
+
+
+def test_a_forecasting_run_has_no_mode(workspace: Workspace):
+    dataset = workspace.datasets.register("inference", [f("A.csv")], datastore=STORE)
+    workspace.pipelines.publish(FORECASTING, PipelineKind.FORECASTING)
+    run = workspace.pipelines.submit(FORECASTING, dataset, tags={"batch": "i1"})
+    assert (run.kind, run.dataset_name, run.status) == (PipelineKind.FORECASTING, "inference", RunStatus.QUEUED)
+    assert "mode" not in run.parameters
+    assert workspace.runs.get(run.run_id).kind == PipelineKind.FORECASTING
+
+
+@pytest.mark.parametrize(("kind", "parameters", "named"), [
+    (PipelineKind.TRAINING, {"bogus": 1}, "bogus"),
+    (PipelineKind.TRAINING, {"mode": "sometimes"}, "sometimes"),
+    (PipelineKind.FORECASTING, {"mode": "all"}, "mode"),
+], ids=["unknown", "bad-mode", "mode-on-forecasting"])
+def test_bad_run_parameters_are_refused_before_any_run_exists(workspace: Workspace, kind, parameters, named):
+    dataset = train_dataset(workspace)
+    name = TRAINING if kind == PipelineKind.TRAINING else FORECASTING
+    workspace.pipelines.publish(name, kind)
+    with pytest.raises(InvalidValue, match=named):
+        workspace.pipelines.submit(name, dataset, parameters=parameters)
+    assert workspace.runs.list() == []
+
+
+def test_changed_mode_on_a_version_that_changed_nothing_is_refused(workspace: Workspace):
+    workspace.datasets.register("train", [f("A.csv"), f("B.csv")], datastore=STORE)
+    smaller = workspace.datasets.register("train", [f("A.csv")], datastore=STORE)  # B.csv dropped, nothing new
+    assert (smaller.version, smaller.changed) == (2, ())
+    workspace.pipelines.publish(TRAINING, PipelineKind.TRAINING)
+    with pytest.raises(InvalidValue, match="changed"):
+        workspace.pipelines.submit(TRAINING, smaller, parameters={"mode": "changed"})
+    assert workspace.runs.list() == []
+    assert workspace.pipelines.submit(TRAINING, smaller, parameters={"mode": "all"}).status == RunStatus.QUEUED
+
+
+def test_submit_of_an_unpublished_pipeline_is_not_found(workspace: Workspace):
+    dataset = train_dataset(workspace)
+    with pytest.raises(NotFound, match="never-published"):
+        workspace.pipelines.submit("never-published", dataset)
+    assert workspace.runs.list() == []
+
+
+def test_default_pipelines_are_published_on_first_submit(backend, workspace: Workspace):
+    if not backend.default_pipelines:
+        pytest.skip("this backend publishes no pipeline by itself (capability default_pipelines)")
+    dataset = train_dataset(workspace)
+    for name in backend.default_pipelines:
+        run = workspace.pipelines.submit(name, dataset, parameters={"mode": "all"} if "train" in name else None)
+        published = workspace.pipelines.get(name)
+        assert (published.version, run.kind) == (1, published.kind)
+        workspace.pipelines.submit(name, dataset, parameters={"mode": "all"} if "train" in name else None)
+        assert workspace.pipelines.get(name).version == 1  # published once, not on every submit
+
+
 # --------------------------------------------------------------------------- services
+
+SERVICE = "manymodels-contract-1"
+
+
+def service_config(backend) -> ServiceConfig:
+    if backend.service_config is None:
+        pytest.skip(f"this suite does not deploy on this backend (capability service_config); "
+                    f"{backend.services_elsewhere or 'no other module'} runs these tests on it")
+    return backend.service_config
+
+
+def models(workspace: Workspace, tmp_path: Path, *names: str) -> list[ModelRecord]:
+    return workspace.models.register_many([NewModel(n, artifact(tmp_path, f"{n}-{i}"), tags={"ModelType": "lr"})
+                                           for i, n in enumerate(names)])
+
+
+def test_deploy_returns_a_healthy_service_serving_the_models(backend, workspace: Workspace, tmp_path: Path):
+    config = service_config(backend)
+    served = models(workspace, tmp_path, "lr_a_1", "lr_b_1")
+    service = workspace.services.deploy(SERVICE, served, config, timeout=60)
+    assert (service.name, service.kind, service.state) == (SERVICE, config.kind, ServiceState.HEALTHY)
+    assert service.models == ("lr_a_1:1", "lr_b_1:1")
+    assert service.scoring_uri and parse_time(service.updated)
+    got = workspace.services.get(SERVICE)
+    assert (got.name, got.kind, got.state, got.models, got.scoring_uri) == (
+        SERVICE, config.kind, ServiceState.HEALTHY, service.models, service.scoring_uri)
+    assert [s.name for s in workspace.services.list()] == [SERVICE]
+    assert [s.name for s in workspace.services.list(kind=config.kind)] == [SERVICE]
+    if backend.other_service_kind is not None:
+        assert workspace.services.list(kind=backend.other_service_kind) == []
+
+
+def test_services_are_listed_by_name(backend, workspace: Workspace, tmp_path: Path):
+    config = service_config(backend)
+    served = models(workspace, tmp_path, "lr_a_1")
+    for name in ("manymodels-contract-2", "manymodels-contract-1"):
+        workspace.services.deploy(name, served, config, timeout=60)
+    assert [s.name for s in workspace.services.list()] == ["manymodels-contract-1", "manymodels-contract-2"]
+
+
+def test_update_replaces_the_models_and_moves_updated(backend, workspace: Workspace, tmp_path: Path):
+    config = service_config(backend)
+    [a1, b1] = models(workspace, tmp_path, "lr_a_1", "lr_b_1")
+    before = workspace.services.deploy(SERVICE, [a1], config, timeout=60)
+    [a2] = models(workspace, tmp_path, "lr_a_1")
+    after = workspace.services.update(SERVICE, [a2, b1], config, timeout=60)
+    assert (after.state, after.models) == (ServiceState.HEALTHY, ("lr_a_1:2", "lr_b_1:1"))
+    assert after.scoring_uri == before.scoring_uri  # the endpoint stays
+    assert parse_time(after.updated) > parse_time(before.updated)
+    assert workspace.services.get(SERVICE).models == ("lr_a_1:2", "lr_b_1:1")
+
+
+def test_delete_is_idempotent_and_the_service_is_then_not_found(backend, workspace: Workspace, tmp_path: Path):
+    config = service_config(backend)
+    workspace.services.deploy(SERVICE, models(workspace, tmp_path, "lr_a_1"), config, timeout=60)
+    workspace.services.delete(SERVICE)
+    workspace.services.delete(SERVICE)
+    with pytest.raises(NotFound):
+        workspace.services.get(SERVICE)
+    with pytest.raises(NotFound):
+        workspace.services.get_keys(SERVICE)
+    assert workspace.services.list() == []
+
+
+def test_get_keys_answers_keys_that_never_print(backend, workspace: Workspace, tmp_path: Path):
+    config = service_config(backend)
+    workspace.services.deploy(SERVICE, models(workspace, tmp_path, "lr_a_1"), config, timeout=60)
+    keys = workspace.services.get_keys(SERVICE)
+    # empty where no key exists: a local service (loopback, no auth), an Entra-token endpoint
+    assert isinstance(keys, ServiceKeys) and isinstance(keys.primary, str) and isinstance(keys.secondary, str)
+    shown = repr(keys) + str(keys) + f"{keys!r}"
+    assert "***" in shown
+    assert not [k for k in (keys.primary, keys.secondary) if k and k in shown]
+    with pytest.raises(NotFound):
+        workspace.services.get_keys("manymodels-nothing-1")
+    assert not keys.primary or keys.primary not in repr(workspace.services.get(SERVICE))
 
 
 def test_unknown_service_is_not_found(workspace: Workspace):
@@ -281,6 +477,8 @@ def test_unknown_service_is_not_found(workspace: Workspace):
     with pytest.raises(NotFound):
         services.get("manymodels-nothing-1")
     services.delete("manymodels-nothing-1")  # idempotent
+    with pytest.raises(NotFound):
+        services.get_keys("manymodels-nothing-1")
 
 
 def test_workspace_has_a_name_for_status(workspace: Workspace):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from azureml.core import Dataset, Datastore
+from azureml.core import Workspace as SdkWorkspace
 from azureml.core.runconfig import RunConfiguration
 from azureml.data import OutputFileDatasetConfig
 from azureml.data.dataset_consumption_config import DatasetConsumptionConfig
@@ -33,7 +35,9 @@ from shared.workspace.aml.datasets import datastore_name
 from shared.workspace.base import PipelineKind
 from shared.workspace.parallel_config import ParallelRunConfig, load_parallel_config
 
-STEPS_DIR = Path(__file__).resolve().parent / "steps"
+# The graph belongs to the adapter that publishes it; the scripts its steps run on compute stay in
+# pipelines/aml/steps/ (uploaded alone), the publishing CLI in pipelines/aml/publish.py.
+STEPS_DIR = REPO_ROOT / "pipelines" / "aml" / "steps"
 SETTINGS_FILE = REPO_ROOT / "pipelines" / "configuration" / "script_settings.json"
 STAGED_SETTINGS_NAME = "script_settings.json"
 MODEL_STORE_PATH = "manymodels/models"  # on the default datastore, in the registered-model layout
@@ -59,13 +63,20 @@ class BuildOptions:
     config_file: Path | None = None  # None -> pipelines/configuration/<kind>-parallelrunstep-config.yml
 
     @classmethod
-    def from_settings(cls, settings: Settings, **changes) -> BuildOptions:
+    def from_settings(cls, settings: Settings, **changes: Any) -> BuildOptions:
+        """The settings' defaults; ``changes`` are publish parameters (``settings_file``, ``config_file``)."""
+        allowed = ("settings_file", "config_file")
+        unknown = sorted(set(changes) - set(allowed))
+        if unknown:
+            raise InvalidValue(f"unknown pipeline parameter(s) {', '.join(map(repr, unknown))}: Azure ML pipelines "
+                               f"take {', '.join(allowed)} at publish")
+        paths = {k: Path(v).expanduser().resolve() for k, v in changes.items() if v is not None}
         return cls(compute_name=settings.compute_name, landing_container=settings.landing_container,
-                   predictions_container=settings.predictions_container, **changes)
+                   predictions_container=settings.predictions_container, **paths)
 
 
-def build_pipeline(ws, kind: PipelineKind | str, options: BuildOptions, *, staging_dir: Path,
-                   workflow_provider=None) -> Pipeline:
+def build_pipeline(ws: SdkWorkspace, kind: PipelineKind | str, options: BuildOptions, *, staging_dir: Path,
+                   workflow_provider: Any = None) -> Pipeline:
     """The pipeline of ``kind``. ``staging_dir`` must live until the pipeline is published: the step
     sources (``scoring/`` + the settings file, ``steps/``) are copied there and uploaded from there.
     ``workflow_provider`` is the SDK's service client (None: the workspace's; tests pass a mock)."""
@@ -79,7 +90,8 @@ def build_pipeline(ws, kind: PipelineKind | str, options: BuildOptions, *, stagi
     return pipeline
 
 
-def build_steps(ws, kind: PipelineKind | str, options: BuildOptions, *, staging_dir: Path) -> list:
+def build_steps(ws: SdkWorkspace, kind: PipelineKind | str, options: BuildOptions, *,
+                staging_dir: Path) -> list[Any]:
     """The steps of the pipeline of ``kind`` (see :func:`build_pipeline`)."""
     kind = PipelineKind(kind)
     config = load_parallel_config(kind, options.config_file)
@@ -95,7 +107,8 @@ def build_steps(ws, kind: PipelineKind | str, options: BuildOptions, *, staging_
 # --------------------------------------------------------------------------- graphs
 
 
-def _training_steps(ws, config, compute, options, scoring_dir, steps_dir) -> list:
+def _training_steps(ws: SdkWorkspace, config: ParallelRunConfig, compute: Any, options: BuildOptions,
+                    scoring_dir: Path, steps_dir: Path) -> list[Any]:
     default_store = ws.get_default_datastore()
     files = _dataset_input(ws, PipelineKind.TRAINING, options)
     version = PipelineParameter(name=DATASET_VERSION_PARAMETER, default_value="0")
@@ -125,7 +138,8 @@ def _training_steps(ws, config, compute, options, scoring_dir, steps_dir) -> lis
     return [train, register]
 
 
-def _forecasting_steps(ws, config, compute, options, scoring_dir, steps_dir) -> list:
+def _forecasting_steps(ws: SdkWorkspace, config: ParallelRunConfig, compute: Any, options: BuildOptions,
+                       scoring_dir: Path, steps_dir: Path) -> list[Any]:
     default_store = ws.get_default_datastore()
     files = _dataset_input(ws, PipelineKind.FORECASTING, options)
     models = DatasetConsumptionConfig(
@@ -162,7 +176,8 @@ def _forecasting_steps(ws, config, compute, options, scoring_dir, steps_dir) -> 
 # --------------------------------------------------------------------------- pieces
 
 
-def _parallel_run_config(config: ParallelRunConfig, compute, source_dir: Path, env_name: str):
+def _parallel_run_config(config: ParallelRunConfig, compute: Any, source_dir: Path,
+                         env_name: str) -> SdkParallelRunConfig:
     environment = load_environment(env_name, config.environment_file or SCORING_ENVIRONMENT)
     return SdkParallelRunConfig(
         source_directory=str(source_dir),
@@ -189,7 +204,7 @@ def _steps_runconfig() -> RunConfiguration:
     return runconfig
 
 
-def _dataset_input(ws, kind: PipelineKind, options: BuildOptions):
+def _dataset_input(ws: SdkWorkspace, kind: PipelineKind, options: BuildOptions) -> DatasetConsumptionConfig:
     """The dataset pipeline parameter. Its default (the whole landing folder of the kind) only makes
     the graph valid: every submission passes the registered dataset version instead."""
     landing = _datastore(ws, options.landing_container)
@@ -198,7 +213,7 @@ def _dataset_input(ws, kind: PipelineKind, options: BuildOptions):
     return DatasetConsumptionConfig(f"{DATASET_FOLDERS[kind]}_files", parameter).as_mount()
 
 
-def _datastore(ws, container: str):
+def _datastore(ws: SdkWorkspace, container: str) -> Datastore:
     name = datastore_name(f"azureblob://{container}")
     try:
         return Datastore.get(ws, name)
@@ -207,7 +222,7 @@ def _datastore(ws, container: str):
                        "workspace: infra/main.bicep registers it; redeploy the infrastructure") from e
 
 
-def _compute(ws, name: str):
+def _compute(ws: SdkWorkspace, name: str) -> Any:
     try:
         return ws.compute_targets[name]
     except KeyError:
