@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,7 +88,8 @@ def _events(ws: LocalWorkspace, run_id: str) -> list[dict]:
                 if e["data"].get("runId") == run_id]
 
     _wait_for(lambda: of_run() != [])
-    time.sleep(0.2)  # a second event would be a bug: give it the chance to show
+    # a second event would be a bug: once the runner has exited, every event it publishes is there
+    _wait_for(lambda: ws.pipelines.runner_alive(run_id) is False)
     return of_run()
 
 
