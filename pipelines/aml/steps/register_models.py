@@ -76,7 +76,7 @@ def read_manifest(training_output: Path, *, wanted: Collection[str] | None = Non
     """The models to register, one entry per name, sorted by name.
 
     The one manifest rule of both backends (shared/workspace/local/runner_steps.py reads through
-    it too, since this directory is all the Azure ML step gets, shared/workspace/aml/pipeline_graph.py ``_stage``):
+    it too, since this directory is all the Azure ML step gets, shared/workspace/step_sources.py):
     a mini-batch retried after a timeout writes its lines again, so the last complete line of a
     name wins; a broken line (half written by a killed process) is skipped with a message to
     ``skipped`` (default: stderr); with ``wanted`` (the names of the ok/fallback rows) only those.

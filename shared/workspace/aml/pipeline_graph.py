@@ -13,7 +13,6 @@ ParallelRunStep settings come from ``pipelines/configuration/*-parallelrunstep-c
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,11 @@ from shared.settings import Settings
 from shared.workspace.aml.datasets import datastore_name
 from shared.workspace.base import PipelineKind
 from shared.workspace.parallel_config import ParallelRunConfig, load_parallel_config
+from shared.workspace.step_sources import STAGED_SETTINGS_NAME, stage_step_sources
 
 # The graph belongs to the adapter that publishes it; the scripts its steps run on compute stay in
 # pipelines/aml/steps/ (uploaded alone), the publishing CLI in pipelines/aml/publish.py.
-STEPS_DIR = REPO_ROOT / "pipelines" / "aml" / "steps"
 SETTINGS_FILE = REPO_ROOT / "pipelines" / "configuration" / "script_settings.json"
-STAGED_SETTINGS_NAME = "script_settings.json"
 MODEL_STORE_PATH = "manymodels/models"  # on the default datastore, in the registered-model layout
 DATASET_PARAMETER = "dataset"
 DATASET_VERSION_PARAMETER = "dataset_version"
@@ -96,7 +94,7 @@ def build_steps(ws: SdkWorkspace, kind: PipelineKind | str, options: BuildOption
     kind = PipelineKind(kind)
     config = load_parallel_config(kind, options.config_file)
     compute = _compute(ws, options.compute_name)
-    scoring_dir, steps_dir = _stage(config, options.settings_file, staging_dir)
+    scoring_dir, steps_dir = stage_step_sources(config, options.settings_file, staging_dir)
     if kind == PipelineKind.TRAINING:
         steps = _training_steps(ws, config, compute, options, scoring_dir, steps_dir)
     else:
@@ -228,21 +226,3 @@ def _compute(ws: SdkWorkspace, name: str) -> Any:
     except KeyError:
         raise NotFound(f"compute target {name!r} does not exist in the workspace: set AML_COMPUTE_NAME to one of "
                        f"{', '.join(sorted(ws.compute_targets)) or '(none)'} or deploy infra/main.bicep") from None
-
-
-def _stage(config: ParallelRunConfig, settings_file: Path, staging_dir: Path) -> tuple[Path, Path]:
-    """Copy the entry scripts (+ the dataset schema) and the step scripts into ``staging_dir``."""
-    source = config.source_path()
-    if not (source / config.entry_script).is_file():
-        raise InvalidValue(f"entry script {source / config.entry_script} does not exist: check entry_script and "
-                           "source_directory in the ParallelRunStep config")
-    if not Path(settings_file).is_file():
-        raise InvalidValue(f"settings file {settings_file} does not exist")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
-    scoring_dir = staging_dir / "scoring"
-    steps_dir = staging_dir / "steps"
-    shutil.copytree(source, scoring_dir, ignore=ignore, dirs_exist_ok=True)
-    shutil.copytree(STEPS_DIR, steps_dir, ignore=ignore, dirs_exist_ok=True)
-    for target in (scoring_dir, steps_dir):
-        shutil.copyfile(settings_file, target / STAGED_SETTINGS_NAME)
-    return scoring_dir, steps_dir

@@ -54,15 +54,14 @@ from shared.paths import REPO_ROOT
 from shared.workspace.amlv2.tags import INPUT_DATA, INPUT_ONLY_FILES
 from shared.workspace.base import PipelineKind
 from shared.workspace.parallel_config import OutputAction, ParallelRunConfig, load_parallel_config
+from shared.workspace.step_sources import STAGED_SETTINGS_NAME, STEPS_DIR, stage_step_sources
 
-STEPS_DIR = REPO_ROOT / "pipelines" / "aml" / "steps"
 AUTOML_STEPS_DIR = REPO_ROOT / "pipelines" / "amlv2" / "steps"
 MODEL_NAMES = REPO_ROOT / "scoring" / "model_names.py"  # stdlib only: staged beside the AutoML steps
 SHIM = REPO_ROOT / "pipelines" / "amlv2" / "parallel_entry.py"  # staged, never imported
 STAGED_SHIM_NAME = "manymodels_parallel_entry.py"  # a name no scoring/ module has
 SETTINGS_FILE = REPO_ROOT / "pipelines" / "configuration" / "script_settings.json"
 AUTOML_SETTINGS_FILE = REPO_ROOT / "pipelines" / "configuration" / "automl-many-models-settings.yml"
-STAGED_SETTINGS_NAME = "script_settings.json"
 MODEL_STORE_PATH = "manymodels/models"  # on the default datastore, in the registered-model layout
 DEFAULT_APPEND_ROW_FILE_NAME = "parallel_run_step.txt"  # the parallel runtime's own default
 
@@ -295,23 +294,8 @@ def name_steps(component: PipelineComponent, *, version: str) -> dict[str, str]:
 
 
 def stage(config: ParallelRunConfig, settings_file: Path, staging_dir: Path) -> tuple[Path, Path]:
-    """Copy the entry scripts (+ the schema, + the shim) and the step scripts into ``staging_dir``
-    (the same layout as the v1 pipelines, pipelines/aml/build.py ``_stage``)."""
-    source = config.source_path()
-    if not (source / config.entry_script).is_file():
-        raise InvalidValue(f"entry script {source / config.entry_script} does not exist: check entry_script and "
-                           "source_directory in the ParallelRunStep config")
-    if not Path(settings_file).is_file():
-        raise InvalidValue(f"settings file {settings_file} does not exist")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
-    scoring_dir = staging_dir / "scoring"
-    steps_dir = staging_dir / "steps"
-    shutil.copytree(source, scoring_dir, ignore=ignore, dirs_exist_ok=True)
-    shutil.copytree(STEPS_DIR, steps_dir, ignore=ignore, dirs_exist_ok=True)
-    shutil.copyfile(SHIM, scoring_dir / STAGED_SHIM_NAME)
-    for target in (scoring_dir, steps_dir):
-        shutil.copyfile(settings_file, target / STAGED_SETTINGS_NAME)
-    return scoring_dir, steps_dir
+    """The v1 layout (shared/workspace/step_sources.py) plus the parallel-job shim beside the entry scripts."""
+    return stage_step_sources(config, settings_file, staging_dir, extra_scoring_files={STAGED_SHIM_NAME: SHIM})
 
 
 # --------------------------------------------------------------------------- AutoML many models

@@ -22,7 +22,6 @@ conftest registers it (pytest puts this folder on ``sys.path``)::
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import inspect
 import json
 import shutil
@@ -428,25 +427,6 @@ def _utc(text: str | None) -> dt.datetime | None:
 # Where the SDK builds the model management service's URL from the workspace's discovery
 # service (a REST call): the DTOs above only keep it.
 _MMS_URL_USERS = ("azureml.core.model", "azureml.core.webservice.webservice", "azureml.core.webservice.aks")
-# The module the adapter calls build_pipeline from, where it was and where it is now (it moved
-# from pipelines/aml/build.py to shared/workspace/aml/pipeline_graph.py).
-_BUILD_PIPELINE_MODULES = ("shared.workspace.aml.pipelines", "shared.workspace.aml.pipeline_graph",
-                           "pipelines.aml.build")
-
-
-def _build_pipeline_patches(fake: FakeAzureML) -> list:
-    patches = []
-    for name in _BUILD_PIPELINE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "build_pipeline"):
-            patches.append(mock.patch.object(module, "build_pipeline", fake.build_pipeline))
-    assert patches, f"no build_pipeline in {_BUILD_PIPELINE_MODULES}: where does the adapter build now?"
-    return patches
-
-
 def aml_backend(tmp_path: Path) -> Iterator[ContractBackend]:
     from shared.workspace.aml import datasets, models, pipelines, runs, services
     from shared.workspace.aml.workspace import AmlWorkspace
@@ -465,7 +445,8 @@ def aml_backend(tmp_path: Path) -> Iterator[ContractBackend]:
         mock.patch.object(runs, "Experiment", fake.experiment_class()),
         mock.patch.object(pipelines, "Experiment", fake.experiment_class()),
         mock.patch.object(pipelines, "SdkPublishedPipeline", fake.published_pipeline_class()),
-        *_build_pipeline_patches(fake),
+        # the graph build needs compute and datastores: the adapter calls it by this name
+        mock.patch("shared.workspace.aml.pipelines.build_pipeline", fake.build_pipeline),
         mock.patch.object(services, "Model", fake.model_class()),
         mock.patch.object(services, "Webservice", fake.webservice_class()),
         *[mock.patch(f"{module}._get_mms_url", return_value="https://westeurope.api.azureml.ms/modelmanagement/v1.0")
