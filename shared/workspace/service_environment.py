@@ -23,6 +23,11 @@ def looks_secret(variable: str) -> bool:
     return bool(words & _SECRET_WORDS) or "CONNECTION_STRING" in variable.upper()
 
 
+def secret_name(service: str) -> str:
+    """The Key Vault secret holding ``service``'s group keys (names: letters, digits, dashes)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", f"{service}-service-keys")[:127]
+
+
 def environment_without_secrets(environment: Mapping[str, str], *, where: str) -> dict[str, str]:
     """``environment`` checked to hold no secret; ``where`` names what would store it ("an Azure ML
     environment", "an online deployment") in the refusal."""

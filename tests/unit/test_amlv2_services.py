@@ -27,7 +27,7 @@ from shared.settings import Settings
 from shared.workspace.amlv2 import services as v2
 from shared.workspace.amlv2.services import AmlV2ServiceStore
 from shared.workspace.base import ModelRecord, ServiceKind, ServiceState
-from shared.workspace.service_environment import looks_secret
+from shared.workspace.service_environment import looks_secret, secret_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "workspace_contract"))
 from amlv2_backend import FakeMLClient
@@ -380,7 +380,7 @@ def test_a_kubernetes_routers_keys_go_to_key_vault_not_its_environment(client, t
     config = replace(load_service_config("aks", "router"),
                      environment={**load_service_config("aks", "router").environment, v2.SERVICE_KEYS_ENV: keys})
     store.deploy("routing-manymodels", [register(client, tmp_path, "deployed_models_info")], config, timeout=60)
-    secret = v2.secret_name("routing-manymodels")
+    secret = secret_name("routing-manymodels")
     assert vault.secrets == {secret: keys} and vault.auth == ["Bearer vault-token"]
     assert client._credential.scopes == [("https://vault.azure.net/.default",)]
     env = client.online_deployments.get("blue", store.endpoint_name("routing-manymodels")).environment_variables

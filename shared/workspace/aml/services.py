@@ -16,7 +16,6 @@ holds a secret is refused.
 from __future__ import annotations
 
 import builtins  # builtins.list: in a class body after `def list`, a bare `list[...]` names the method
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +47,7 @@ from shared.workspace.service_environment import (
     SERVICE_KEYS_ENV,
     VAULT_ENV,
     environment_without_secrets,
+    secret_name,
 )
 
 STATE = {
@@ -85,11 +85,6 @@ def deployment_config(config: ServiceConfig) -> Any:
                                                   auth_enabled=config.auth_enabled, tags=tags,
                                                   replica_max_concurrent_requests=concurrency(config.environment))
     raise InvalidValue(f"service kind {config.kind!r} is not allowed on Azure ML: expected 'aci' or 'aks'")
-
-
-def secret_name(service: str) -> str:
-    """The Key Vault secret holding ``service``'s group keys (names: letters, digits, dashes)."""
-    return re.sub(r"[^A-Za-z0-9-]+", "-", f"{service}-service-keys")[:127]
 
 
 def vault_url(ws: SdkWorkspace) -> str:

@@ -89,6 +89,7 @@ from shared.workspace.service_environment import (
     SERVICE_KEYS_ENV,
     VAULT_ENV,
     environment_without_secrets,
+    secret_name,
 )
 
 if TYPE_CHECKING:
@@ -106,8 +107,6 @@ MODELS_FOLDER_ENV = "MANYMODELS_MODELS_SUBDIR"
 TAG_SERVICE = "manymodels_service"  # the port's service name (the endpoint's name is derived from it)
 TAG_ASSET = "manymodels_models_asset"  # "<asset>:<version>" of the live deployment's Model asset
 PROPERTY_MODELS = "manymodels_models"  # on the asset: JSON list of "name:version"
-# the router's {service: key} (shared/flows/deploy.py KEYS_ENV) and what names it in Key Vault
-# (scoring/service_keys.py reads these names)
 KEY_VAULT_API = "7.4"
 CLIENT_ID_ENV = "MANYMODELS_IDENTITY_CLIENT_ID"  # scoring/service_keys.py: which identity's token to ask for
 ROUTER_AUTH_ENV = "ROUTER_AUTH"  # "entra": the router calls the groups with Entra tokens (scoring/endpoint_tokens.py)
@@ -146,11 +145,6 @@ def endpoint_name(service: str, *, workspace: str) -> str:
     if not slug[:1].isalpha():
         slug = f"mm-{slug}".rstrip("-")
     return f"{slug[:23].rstrip('-')}-{digest}"
-
-
-def secret_name(service: str) -> str:
-    """The Key Vault secret holding ``service``'s group keys (names: letters, digits, dashes)."""
-    return re.sub(r"[^A-Za-z0-9-]+", "-", f"{service}-service-keys")[:127]
 
 
 # --------------------------------------------------------------------------- entities
